@@ -1,0 +1,349 @@
+"""FlorenceEngine: the only code that runs the model.
+
+One engine holds one loaded model (shared by every UI session, guarded by a
+lock) and an LRU cache of image features: the vision tower is most of the
+encoder's cost, and an interactive user asks many questions of one image, so a
+second prompt on the same image feeds the cached features to ``generate``
+through ``mm_encoder_outputs`` and skips it. All N boxes of a region task run as
+one batched ``generate`` sharing those features.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import supervision as sv
+from PIL import Image
+
+from .geometry import BoxError, loc_tokens, validate_box
+from .loading import LoadedModel, load_model
+from .parsing import ClassRegistry, merge_rows_per_box, parse_one, text_input_box
+from .result import FlorenceResult
+from .scoring import SPECIAL_PIECES
+from .tasks import OutputKind, Task, get_task
+
+#: the decoder's position limit: Florence-2 cannot answer with more tokens
+MAX_NEW_TOKENS_LIMIT = 1024
+
+
+class InputError(ValueError):
+    """The request cannot be run as given (missing text, no boxes, bad image)."""
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Decoding knobs shown in the UI and CLI. Beams=3 is what Florence-2's authors use."""
+
+    max_new_tokens: int = MAX_NEW_TOKENS_LIMIT
+    num_beams: int = 3
+
+    def checked(self) -> GenerationSettings:
+        if not 1 <= int(self.max_new_tokens) <= MAX_NEW_TOKENS_LIMIT:
+            raise InputError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS_LIMIT} (the decoder's limit)")
+        if not 1 <= int(self.num_beams) <= 8:
+            raise InputError("num_beams must be between 1 (greedy) and 8")
+        return GenerationSettings(int(self.max_new_tokens), int(self.num_beams))
+
+
+def image_key(image: Image.Image) -> str:
+    """Content hash of an image: same pixels → same cached features."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{image.mode}{image.size}".encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()
+
+
+class FlorenceEngine:
+    """Florence-2 through transformers' native classes, one result type for every task."""
+
+    def __init__(self, loaded: LoadedModel, *, cache_size: int = 8) -> None:
+        self.model = loaded.model
+        self.processor = loaded.processor
+        self.model_id = loaded.model_id
+        self.revision = loaded.revision
+        self.device = loaded.device
+        self.dtype = loaded.dtype
+        self.classes = ClassRegistry()
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, Any] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._model_lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str = "base",
+        *,
+        revision: str | None = None,
+        device: str | None = "auto",
+        dtype: str | None = "auto",
+        cache_size: int = 8,
+    ) -> FlorenceEngine:
+        """Load an alias (base, large, base-ft, large-ft), a hub id or a local directory."""
+        return cls(load_model(model, revision=revision, device=device, dtype=dtype), cache_size=cache_size)
+
+    # ---- description -------------------------------------------------------------
+    @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).replace("torch.", "")
+
+    def describe(self) -> str:
+        rev = f"@{self.revision}" if self.revision else ""
+        return f"{self.model_id}{rev} · {self.device} · {self.dtype_name}"
+
+    @property
+    def num_image_tokens(self) -> int:
+        return int(self.processor.num_image_tokens)
+
+    # ---- prompts -----------------------------------------------------------------
+    def quantize_box(self, box: Sequence[float], image_size: tuple[int, int]) -> list[int]:
+        """Pixel box → 4 bins with the processor's own quantiser."""
+        import torch
+
+        tensor = torch.tensor([list(map(float, box))])
+        return self.processor.post_processor.quantize(tensor, size=tuple(image_size))[0].tolist()
+
+    def task_prompts(
+        self,
+        task: Task,
+        text: str | None,
+        boxes: Sequence[Sequence[float]] | None,
+        image_size: tuple[int, int],
+    ) -> tuple[list[str], list[list[float]] | None, list[str]]:
+        """Task-token prompts to send, the validated boxes, and notes for the user."""
+        notes: list[str] = []
+        if task.needs_text:
+            if not text or not text.strip():
+                raise InputError(f"{task.name} needs a text prompt ({task.text_hint or 'some text'}).")
+            return [f"{task.token}{text.strip()}"], None, notes
+        if task.needs_boxes:
+            if not boxes:
+                raise InputError(f"{task.name} needs at least one box drawn on the image.")
+            fixed: list[list[float]] = []
+            for i, box in enumerate(boxes):
+                try:
+                    fix = validate_box(box, image_size)
+                except BoxError as exc:
+                    raise InputError(f"Box {i + 1}: {exc}") from exc
+                fixed.append([round(v, 2) for v in fix.box])
+                notes += [f"Box {i + 1}: {note}" for note in fix.notes]
+            prompts = [f"{task.token}{loc_tokens(self.quantize_box(b, image_size))}" for b in fixed]
+            return prompts, fixed, notes
+        if text and text.strip():
+            notes.append(f"{task.name} takes no text; the text was ignored.")
+        return [task.token], None, notes
+
+    def model_prompts(self, prompts: list[str]) -> list[str]:
+        """Task-token prompts → the sentences the model actually reads."""
+        return self.processor._construct_prompts(prompts)
+
+    def text_inputs(self, prompts: list[str]) -> dict[str, Any]:
+        """Tokenise prompts the way the processor does, without re-processing the image.
+
+        Matches ``processor(text=prompt, images=image)["input_ids"]`` exactly (a
+        test holds us to that) but costs no image resize per box.
+        """
+        tok = self.processor.tokenizer
+        image_part = self.processor.image_token * self.num_image_tokens
+        full = [image_part + tok.bos_token + p + tok.eos_token for p in self.model_prompts(prompts)]
+        return tok(full, add_special_tokens=False, padding=True, return_tensors="pt")
+
+    # ---- image features ------------------------------------------------------------
+    def pixel_values(self, image: Image.Image) -> Any:
+        values = self.processor.image_processor(images=image, return_tensors="pt")["pixel_values"]
+        return values.to(self.device, self.dtype)
+
+    def image_features(self, image: Image.Image, *, use_cache: bool = True) -> tuple[Any, bool]:
+        """Projected image features ``(1, tokens, dim)`` and whether they came from the cache."""
+        import torch
+
+        key = f"{self.model_id}:{image_key(image)}"
+        if use_cache:
+            with self._cache_lock:
+                if key in self._cache:
+                    self._cache.move_to_end(key)
+                    return self._cache[key], True
+        pixels = self.pixel_values(image)
+        with self._model_lock, torch.inference_mode():
+            features = self.model.get_image_features(pixel_values=pixels).pooler_output
+        if use_cache and self.cache_size > 0:
+            with self._cache_lock:
+                self._cache[key] = features
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        return features, False
+
+    def clear_cache(self) -> None:
+        with self._cache_lock:
+            self._cache.clear()
+
+    # ---- running -------------------------------------------------------------------
+    def run(
+        self,
+        image: Image.Image,
+        task: str,
+        text: str | None = None,
+        boxes: Sequence[Sequence[float]] | None = None,
+        *,
+        settings: GenerationSettings | None = None,
+        max_new_tokens: int | None = None,
+        num_beams: int | None = None,
+        use_cache: bool = True,
+        tile: bool = False,
+        **tile_options: Any,
+    ) -> FlorenceResult:
+        """Ask Florence-2 one task about one image (N boxes → one batched call)."""
+        spec = get_task(task)
+        if not isinstance(image, Image.Image):
+            raise InputError("The image must be a PIL image.")
+        settings = settings or GenerationSettings()
+        settings = GenerationSettings(
+            max_new_tokens if max_new_tokens is not None else settings.max_new_tokens,
+            num_beams if num_beams is not None else settings.num_beams,
+        ).checked()
+        image = image.convert("RGB") if image.mode != "RGB" else image
+        if tile:
+            from .tiling import run_tiled
+
+            return run_tiled(self, image, spec.token, text, settings=settings, **tile_options)
+        started = time.perf_counter()
+        size = image.size
+        prompts, fixed_boxes, notes = self.task_prompts(spec, text, boxes, size)
+        generated, timings, cached = self._generate(image, prompts, settings, use_cache)
+        texts, pieces, lengths, truncated = generated
+        inputs_len = self._prompt_lengths(prompts)
+        result = self._assemble(spec, texts, pieces, size, text, fixed_boxes)
+        result.prompts, result.model_prompts = prompts, self.model_prompts(prompts)
+        result.prompt_tokens, result.generated_tokens = inputs_len, lengths
+        result.truncated, result.cached_features, result.notes = truncated, cached, notes
+        timings["total_s"] = time.perf_counter() - started
+        result.timings = timings
+        if truncated:
+            result.notes.append(
+                f"The answer was cut off at max_new_tokens={settings.max_new_tokens}: some regions may be missing."
+            )
+        return result
+
+    def parse(
+        self,
+        task: str,
+        generated_text: str | Sequence[str],
+        image_size: tuple[int, int],
+        text: str | None = None,
+        boxes: Sequence[Sequence[float]] | None = None,
+    ) -> FlorenceResult:
+        """Parse text some Florence-2 run produced, with no model call (confidence = NaN).
+
+        ``generated_text`` is one string, or one per box for region tasks with
+        ``boxes``. A region task without boxes takes its box from the ``<loc_N>``
+        tokens of ``text`` (as Florence-2's own prompts carry it) or of the answer.
+        """
+        spec = get_task(task)
+        texts = [generated_text] if isinstance(generated_text, str) else list(generated_text)
+        size = (int(image_size[0]), int(image_size[1]))
+        if spec.needs_boxes and boxes is not None and len(boxes) != len(texts):
+            raise InputError(f"{len(boxes)} boxes but {len(texts)} generated texts: one answer per box is needed.")
+        fixed = [list(validate_box(b, size).box) for b in boxes] if boxes is not None else None
+        result = self._assemble(spec, texts, None, size, text, fixed)
+        result.raw = generated_text if isinstance(generated_text, str) else list(generated_text)
+        return result
+
+    # ---- internals -----------------------------------------------------------------
+    def _prompt_lengths(self, prompts: list[str]) -> list[int]:
+        enc = self.text_inputs(prompts)
+        return [int(v) for v in enc["attention_mask"].sum(dim=1).tolist()]
+
+    def _generate(self, image: Image.Image, prompts: list[str], settings: GenerationSettings, use_cache: bool):
+        import torch
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        enc = self.text_inputs(prompts).to(self.device)
+        n = len(prompts)
+        kwargs: dict[str, Any] = {}
+        cached = False
+        if use_cache:
+            features, cached = self.image_features(image)
+            kwargs["mm_encoder_outputs"] = {
+                "image": BaseModelOutputWithPooling(pooler_output=features.expand(n, -1, -1))
+            }
+        else:
+            kwargs["pixel_values"] = self.pixel_values(image).expand(n, -1, -1, -1)
+        timings["vision_s"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        with self._model_lock, torch.inference_mode():
+            out = self.model.generate(
+                input_ids=enc["input_ids"],
+                attention_mask=enc["attention_mask"],
+                max_new_tokens=settings.max_new_tokens,
+                num_beams=settings.num_beams,
+                do_sample=False,
+                output_scores=True,
+                return_dict_in_generate=True,
+                **kwargs,
+            )
+            beams = settings.num_beams > 1
+            trans = self.model.compute_transition_scores(
+                out.sequences, out.scores, getattr(out, "beam_indices", None) if beams else None,
+                normalize_logits=not beams,
+            )
+        timings["generate_s"] = time.perf_counter() - t1
+        return self._decode(out.sequences, trans), timings, cached
+
+    def _decode(self, sequences, transition_scores):
+        tok = self.processor.tokenizer
+        texts = self.processor.batch_decode(sequences, skip_special_tokens=False)
+        eos = tok.eos_token_id
+        all_pieces, lengths, truncated = [], [], False
+        probs = transition_scores.float().exp().cpu().numpy()
+        for i, seq in enumerate(sequences.tolist()):
+            body = seq[1:]  # position 0 is the decoder start token
+            ended = eos in body
+            truncated |= not ended
+            stop = body.index(eos) + 1 if ended else len(body)
+            ids = body[:stop]
+            tokens = tok.convert_ids_to_tokens(ids)
+            row = [float(p) if np.isfinite(p) else math.nan for p in probs[i][: len(ids)]]
+            row += [math.nan] * (len(ids) - len(row))
+            all_pieces.append(list(zip(tokens, row, strict=True)))
+            lengths.append(sum(1 for t in tokens if t not in SPECIAL_PIECES))
+            texts[i] = texts[i].replace(tok.pad_token, "") if tok.pad_token else texts[i]
+        return texts, all_pieces, lengths, truncated
+
+    def _assemble(self, spec: Task, texts, pieces, size, text_input, boxes) -> FlorenceResult:
+        registry = self.classes
+        if spec.needs_boxes:
+            parts = []
+            prompt_boxes = boxes or [text_input_box(text_input, size)] * len(texts)
+            for i, raw in enumerate(texts):
+                box = prompt_boxes[i] if boxes else None
+                parsed = parse_one(
+                    self.processor, spec.token, raw, size, registry=registry,
+                    pieces=pieces[i] if pieces else None, text_input=text_input, prompt_box=box,
+                )
+                parts.append(parsed.detections)
+            if all(b is not None for b in prompt_boxes):
+                det = merge_rows_per_box(parts, prompt_boxes, size, spec.token)
+            else:
+                det = sv.Detections.merge(parts)
+            result = FlorenceResult(spec.token, det, None, texts if boxes else texts[0], size, text_input, boxes)
+        else:
+            parsed = parse_one(
+                self.processor, spec.token, texts[0], size, registry=registry,
+                pieces=pieces[0] if pieces else None, text_input=text_input,
+            )
+            result = FlorenceResult(spec.token, parsed.detections, parsed.text, texts[0], size, text_input, None)
+            result.text_score = parsed.text_score
+        result.model = self.model_id
+        if spec.output is OutputKind.TEXT and result.text is None:
+            result.text = ""
+        return result

@@ -1,0 +1,106 @@
+"""The one result type every layer reads: detections, text, and how they were made.
+
+``detections`` is an ``sv.Detections`` (empty for caption / OCR tasks) whose
+``data`` carries ``class_name``, ``source_task``, ``loc_bins`` and, where they
+apply, ``polygons``, ``xyxyxyxy`` (OCR quads) and ``prompt_box`` (region
+tasks). ``confidence`` is NaN when the result came from :meth:`parse` (text
+only, no token probabilities). ``raw`` keeps the generated text with its
+special tokens: the teaching view, the JSONL file and any re-parse start there.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import supervision as sv
+
+from .tasks import get_task
+
+
+def _num(value: Any) -> float | None:
+    value = float(value)
+    return None if math.isnan(value) else round(value, 4)
+
+
+@dataclass
+class FlorenceResult:
+    """What :meth:`FlorenceEngine.run` and :meth:`FlorenceEngine.parse` return."""
+
+    task: str
+    detections: sv.Detections
+    text: str | None
+    raw: str | list[str]
+    image_size: tuple[int, int]
+    text_input: str | None = None
+    boxes: list[list[float]] | None = None
+    #: the task-token prompts sent (one per box for region tasks)
+    prompts: list[str] = field(default_factory=list)
+    #: the natural-language prompts the processor turned them into
+    model_prompts: list[str] = field(default_factory=list)
+    #: input length in tokens (image tokens + prompt tokens), per prompt
+    prompt_tokens: list[int] = field(default_factory=list)
+    #: generated tokens, per sequence
+    generated_tokens: list[int] = field(default_factory=list)
+    #: generation hit ``max_new_tokens`` before the end token (answer cut off)
+    truncated: bool = False
+    text_score: float = math.nan
+    timings: dict[str, float] = field(default_factory=dict)
+    cached_features: bool = False
+    model: str | None = None
+    #: things the engine did to the input that a person should know (clipped boxes, ...)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def raw_list(self) -> list[str]:
+        return self.raw if isinstance(self.raw, list) else [self.raw]
+
+    def regions(self) -> list[dict[str, Any]]:
+        """One JSON-ready dict per detection row."""
+        det = self.detections
+        rows: list[dict[str, Any]] = []
+        for i in range(len(det)):
+            row: dict[str, Any] = {
+                "index": i,
+                "label": str(det.data["class_name"][i]),
+                "class_id": int(det.class_id[i]) if det.class_id is not None else None,
+                "confidence": _num(det.confidence[i]) if det.confidence is not None else None,
+                "box": [round(float(v), 2) for v in det.xyxy[i]],
+                "source_task": str(det.data.get("source_task", [self.task] * len(det))[i]),
+                "loc_bins": [int(b) for b in det.data["loc_bins"][i]] if "loc_bins" in det.data else [],
+            }
+            if "prompt_box" in det.data:
+                row["prompt_box"] = [round(float(v), 2) for v in det.data["prompt_box"][i]]
+            if sv.config.ORIENTED_BOX_COORDINATES in det.data:
+                quad = np.asarray(det.data[sv.config.ORIENTED_BOX_COORDINATES][i]).reshape(-1)
+                row["quad"] = [round(float(v), 2) for v in quad]
+            if "polygons" in det.data:
+                row["polygons"] = [np.asarray(p).reshape(-1).round(2).tolist() for p in det.data["polygons"][i]]
+            rows.append(row)
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (the UI's results JSON and the API's answer)."""
+        spec = get_task(self.task)
+        return {
+            "task": self.task,
+            "task_name": spec.name,
+            "text_input": self.text_input,
+            "boxes": self.boxes,
+            "image_size": list(self.image_size),
+            "text": self.text,
+            "text_score": _num(self.text_score),
+            "regions": self.regions(),
+            "raw": self.raw,
+            "prompts": self.prompts,
+            "model_prompts": self.model_prompts,
+            "prompt_tokens": self.prompt_tokens,
+            "generated_tokens": self.generated_tokens,
+            "truncated": self.truncated,
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "cached_features": self.cached_features,
+            "model": self.model,
+            "notes": self.notes,
+        }
