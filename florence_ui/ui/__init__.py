@@ -1,0 +1,1 @@
+"""The Gradio shell: the only code that imports gradio."""
