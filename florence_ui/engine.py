@@ -218,12 +218,16 @@ class FlorenceEngine:
         size = image.size
         prompts, fixed_boxes, notes = self.task_prompts(spec, text, boxes, size)
         generated, timings, cached = self._generate(image, prompts, settings, use_cache)
-        texts, pieces, lengths, truncated = generated
+        texts, pieces, ids, lengths, truncated = generated
         inputs_len = self._prompt_lengths(prompts)
         result = self._assemble(spec, texts, pieces, size, text, fixed_boxes)
         result.prompts, result.model_prompts = prompts, self.model_prompts(prompts)
         result.prompt_tokens, result.generated_tokens = inputs_len, lengths
         result.truncated, result.cached_features, result.notes = truncated, cached, notes
+        result.output_tokens = [
+            [(int(i), str(t), None if math.isnan(p) else round(p, 6)) for i, (t, p) in zip(row_ids, row, strict=True)]
+            for row_ids, row in zip(ids, pieces, strict=True)
+        ]
         timings["total_s"] = time.perf_counter() - started
         result.timings = timings
         if truncated:
@@ -293,31 +297,40 @@ class FlorenceEngine:
             )
             beams = settings.num_beams > 1
             trans = self.model.compute_transition_scores(
-                out.sequences, out.scores, getattr(out, "beam_indices", None) if beams else None,
+                out.sequences,
+                out.scores,
+                getattr(out, "beam_indices", None) if beams else None,
                 normalize_logits=not beams,
             )
         timings["generate_s"] = time.perf_counter() - t1
-        return self._decode(out.sequences, trans), timings, cached
+        return self._decode(out.sequences, trans, settings.max_new_tokens), timings, cached
 
-    def _decode(self, sequences, transition_scores):
+    def _decode(self, sequences, transition_scores, max_new_tokens: int):
+        """Token ids → texts, (token, probability) pieces, lengths, and whether any answer was cut off.
+
+        BART force-emits the end token at the length limit (``forced_eos_token_id``),
+        so "cut off" means the answer filled all ``max_new_tokens`` positions, not
+        merely that an end token is missing.
+        """
         tok = self.processor.tokenizer
         texts = self.processor.batch_decode(sequences, skip_special_tokens=False)
         eos = tok.eos_token_id
-        all_pieces, lengths, truncated = [], [], False
+        all_pieces, all_ids, lengths, truncated = [], [], [], False
         probs = transition_scores.float().exp().cpu().numpy()
         for i, seq in enumerate(sequences.tolist()):
             body = seq[1:]  # position 0 is the decoder start token
             ended = eos in body
-            truncated |= not ended
             stop = body.index(eos) + 1 if ended else len(body)
+            truncated |= stop >= max_new_tokens
             ids = body[:stop]
             tokens = tok.convert_ids_to_tokens(ids)
             row = [float(p) if np.isfinite(p) else math.nan for p in probs[i][: len(ids)]]
             row += [math.nan] * (len(ids) - len(row))
             all_pieces.append(list(zip(tokens, row, strict=True)))
+            all_ids.append(ids)
             lengths.append(sum(1 for t in tokens if t not in SPECIAL_PIECES))
             texts[i] = texts[i].replace(tok.pad_token, "") if tok.pad_token else texts[i]
-        return texts, all_pieces, lengths, truncated
+        return texts, all_pieces, all_ids, lengths, truncated
 
     def _assemble(self, spec: Task, texts, pieces, size, text_input, boxes) -> FlorenceResult:
         registry = self.classes
@@ -327,8 +340,14 @@ class FlorenceEngine:
             for i, raw in enumerate(texts):
                 box = prompt_boxes[i] if boxes else None
                 parsed = parse_one(
-                    self.processor, spec.token, raw, size, registry=registry,
-                    pieces=pieces[i] if pieces else None, text_input=text_input, prompt_box=box,
+                    self.processor,
+                    spec.token,
+                    raw,
+                    size,
+                    registry=registry,
+                    pieces=pieces[i] if pieces else None,
+                    text_input=text_input,
+                    prompt_box=box,
                 )
                 parts.append(parsed.detections)
             if all(b is not None for b in prompt_boxes):
@@ -338,8 +357,13 @@ class FlorenceEngine:
             result = FlorenceResult(spec.token, det, None, texts if boxes else texts[0], size, text_input, boxes)
         else:
             parsed = parse_one(
-                self.processor, spec.token, texts[0], size, registry=registry,
-                pieces=pieces[0] if pieces else None, text_input=text_input,
+                self.processor,
+                spec.token,
+                texts[0],
+                size,
+                registry=registry,
+                pieces=pieces[0] if pieces else None,
+                text_input=text_input,
             )
             result = FlorenceResult(spec.token, parsed.detections, parsed.text, texts[0], size, text_input, None)
             result.text_score = parsed.text_score

@@ -106,7 +106,9 @@ def _finish(
     scores: Sequence[float],
     bins: Sequence[Sequence[int]],
 ) -> sv.Detections:
-    det.data[CLASS_NAME] = np.array([str(n) for n in names], dtype=object).astype(str) if len(names) else np.array([], dtype=str)
+    det.data[CLASS_NAME] = (
+        np.array([str(n) for n in names], dtype=object).astype(str) if len(names) else np.array([], dtype=str)
+    )
     det.class_id = registry.ids(list(names)) if len(names) else np.array([], dtype=int)
     det.confidence = np.array(scores, dtype=np.float32) if len(scores) else np.array([], dtype=np.float32)
     det.data["source_task"] = np.array([task] * len(det), dtype=str) if len(det) else np.array([], dtype=str)

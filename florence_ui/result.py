@@ -47,6 +47,8 @@ class FlorenceResult:
     #: generation hit ``max_new_tokens`` before the end token (answer cut off)
     truncated: bool = False
     text_score: float = math.nan
+    #: per sequence, the generated tokens as (id, token, probability); empty after parse()
+    output_tokens: list[list[tuple[int, str, float | None]]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     cached_features: bool = False
     model: str | None = None
@@ -98,6 +100,7 @@ class FlorenceResult:
             "model_prompts": self.model_prompts,
             "prompt_tokens": self.prompt_tokens,
             "generated_tokens": self.generated_tokens,
+            "output_tokens": self.output_tokens,
             "truncated": self.truncated,
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "cached_features": self.cached_features,

@@ -102,7 +102,9 @@ def align(
         found = None
         for k in range(j, len(instances)):
             pixels = to_pixels(instances[k].bins)
-            if len(pixels) == len(box) and all(abs(float(a) - float(b)) < 1e-3 for a, b in zip(pixels, box)):
+            if len(pixels) == len(box) and all(
+                abs(float(a) - float(b)) < 1e-3 for a, b in zip(pixels, box, strict=False)
+            ):
                 found, j = instances[k], k + 1
                 break
         out.append(found)

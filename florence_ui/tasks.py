@@ -11,10 +11,10 @@ new task is one row here (plus, if it has a new output kind, a converter in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class InputKind(str, Enum):
+class InputKind(StrEnum):
     """What the user must give besides the image."""
 
     NONE = "none"
@@ -22,7 +22,7 @@ class InputKind(str, Enum):
     BOXES = "boxes"
 
 
-class OutputKind(str, Enum):
+class OutputKind(StrEnum):
     """What the model answers with, after parsing."""
 
     TEXT = "text"  # a string for the whole image (captions, OCR)
