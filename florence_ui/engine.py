@@ -323,7 +323,8 @@ class FlorenceEngine:
             stop = body.index(eos) + 1 if ended else len(body)
             truncated |= stop >= max_new_tokens
             ids = body[:stop]
-            tokens = tok.convert_ids_to_tokens(ids)
+            # an id the tokenizer does not know (mismatched vocab) decodes to None: show it as <unk>
+            tokens = [t if t is not None else tok.unk_token for t in tok.convert_ids_to_tokens(ids)]
             row = [float(p) if np.isfinite(p) else math.nan for p in probs[i][: len(ids)]]
             row += [math.nan] * (len(ids) - len(row))
             all_pieces.append(list(zip(tokens, row, strict=True)))

@@ -88,8 +88,7 @@ def _explain(model_id: str, revision: str | None, exc: BaseException) -> str:
 
     text = f"{type(exc).__name__}: {exc}"
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-    is_local = model_id.startswith((".", "/", "~")) or os.path.sep in model_id.strip("/").replace("/", os.path.sep, 1)
-    looks_like_path = model_id.startswith((".", "/", "~"))
+    looks_like_path = model_id.startswith((".", "/", "~")) or Path(model_id).expanduser().is_dir()
     rev = f" (revision {revision})" if revision else ""
     fix_local = (
         "Download it once where the Hub is reachable with `florence-ui download "
@@ -121,7 +120,7 @@ def _explain(model_id: str, revision: str | None, exc: BaseException) -> str:
         fix = fix_local
     else:
         cause = text
-        fix = fix_local if not is_local else "Check that the folder holds a Florence-2 checkpoint."
+        fix = fix_local
     return f"Could not load Florence-2 model '{model_id}'{rev}: {cause}.\nFix: {fix}"
 
 
