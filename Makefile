@@ -30,8 +30,8 @@ browser:
 labelstudio:
 	@test -x $(LS_VENV)/bin/label-studio || { $(PY) -m venv $(LS_VENV) && $(LS_VENV)/bin/python -m pip install -q --upgrade pip && $(LS_VENV)/bin/python -m pip install -q label-studio; }
 
-run: $(STAMP)
-	$(BIN)/python app.py --model $(MODEL) --host $(HOST) --port $(PORT) $(ARGS)
+run: $(STAMP) labelstudio
+	FLORENCE_UI_LS_VENV=$(LS_VENV) $(BIN)/python app.py --model $(MODEL) --host $(HOST) --port $(PORT) $(ARGS)
 
 test: $(STAMP) browser labelstudio
 	FLORENCE_UI_LS_VENV=$(LS_VENV) $(BIN)/python -m pytest $(ARGS)

@@ -368,7 +368,7 @@ class FlorenceEngine:
             )
             result = FlorenceResult(spec.token, parsed.detections, parsed.text, texts[0], size, text_input, None)
             result.text_score = parsed.text_score
-        result.model = self.model_id
+        result.model, result.revision = self.model_id, self.revision
         if spec.output is OutputKind.TEXT and result.text is None:
             result.text = ""
         return result

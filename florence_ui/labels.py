@@ -75,6 +75,8 @@ class LabeledImage:
     texts: list[ImageText] = field(default_factory=list)
     image_path: str | None = None
     image: Image.Image | None = None
+    #: a file name to show (e.g. the uploaded file's), when image_path is not set
+    name: str | None = None
     model: str | None = None
     revision: str | None = None
 

@@ -11,6 +11,7 @@ model, the cause and the fix, because the UI and CLI show it as-is.
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,24 @@ def resolve_dtype(dtype: str | None, device: str) -> Any:
     return table[name]
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick TCP check of the Hub endpoint, so an offline start fails in seconds.
+
+    Without it, from_pretrained retries every file several times and a user
+    with no network waits minutes for the (same) error.
+    """
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     """What :func:`load_model` returns: the pair plus how it was loaded."""
@@ -112,7 +131,9 @@ def _explain(model_id: str, revision: str | None, exc: BaseException) -> str:
     elif isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:
         cause = "the disk is full while downloading the weights"
         fix = "Free space or point HF_HOME at a bigger disk."
-    elif offline or isinstance(exc, hf_errors.LocalEntryNotFoundError | hf_errors.OfflineModeIsEnabled):
+    elif offline or isinstance(exc, hf_errors.LocalEntryNotFoundError | hf_errors.OfflineModeIsEnabled) or (
+        "local_files_only" in text or "cannot find the requested files" in text.lower()
+    ):
         cause = "the weights are not in the local cache and the Hub cannot be reached (offline)"
         fix = fix_local
     elif "connect" in text.lower() or "resolve" in text.lower() or "timed out" in text.lower():
@@ -138,10 +159,14 @@ def load_model(
     resolved_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, resolved_device)
     source = str(Path(model_id).expanduser()) if model_id.startswith("~") else model_id
+    extra: dict[str, Any] = {}
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    if not Path(source).expanduser().exists() and not offline and not hub_reachable():
+        extra["local_files_only"] = True  # use the cache if it has the model; fail fast if not
     try:
-        processor = AutoProcessor.from_pretrained(source, revision=revision)
+        processor = AutoProcessor.from_pretrained(source, revision=revision, **extra)
         net = Florence2ForConditionalGeneration.from_pretrained(
-            source, revision=revision, dtype=torch_dtype, attn_implementation="sdpa"
+            source, revision=revision, dtype=torch_dtype, attn_implementation="sdpa", **extra
         )
     except Exception as exc:  # every loading failure becomes one clear message
         raise ModelLoadError(_explain(model_id, revision, exc)) from exc

@@ -52,6 +52,7 @@ class FlorenceResult:
     timings: dict[str, float] = field(default_factory=dict)
     cached_features: bool = False
     model: str | None = None
+    revision: str | None = None
     #: things the engine did to the input that a person should know (clipped boxes, ...)
     notes: list[str] = field(default_factory=list)
 
@@ -105,5 +106,6 @@ class FlorenceResult:
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "cached_features": self.cached_features,
             "model": self.model,
+            "revision": self.revision,
             "notes": self.notes,
         }

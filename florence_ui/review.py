@@ -71,6 +71,7 @@ class ReviewSession:
         """Add every region (and the text answer, if any) of a task run as pending."""
         self.runs += 1
         self.model = result.model or self.model
+        self.revision = getattr(result, "revision", None) or self.revision
         new: list[ReviewItem] = []
         for region in regions_from_result(result):
             new.append(ReviewItem(self._next_id(new), PENDING, region=region, run=self.runs,
@@ -145,7 +146,9 @@ class ReviewSession:
             out.append([item.id, item.status, get_task(item.task).name, item.label, score, str(box)])
         return out
 
-    def labeled_image(self, image: Image.Image | None = None, image_path: str | None = None) -> LabeledImage:
+    def labeled_image(
+        self, image: Image.Image | None = None, image_path: str | None = None, name: str | None = None
+    ) -> LabeledImage:
         """Everything accepted on this image, ready for Label Studio / COCO / YOLO."""
         accepted = self.by_status(ACCEPTED)
         return LabeledImage(
@@ -155,6 +158,7 @@ class ReviewSession:
             texts=[i.text for i in accepted if i.text is not None],
             image=image,
             image_path=image_path,
+            name=name,
             model=self.model,
             revision=self.revision,
         )

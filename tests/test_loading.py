@@ -76,3 +76,23 @@ def test_hub_unreachable_is_a_clear_error_without_traceback(model, tmp_path):
     assert resolve_model_id(model) in out.stdout
     assert "offline" in out.stdout and "HF_HUB_OFFLINE" in out.stdout and "--model DIR" in out.stdout
     assert "Traceback" not in out.stdout + out.stderr
+
+
+def test_unreachable_hub_fails_fast_without_offline_flag(tmp_path):
+    """No HF_HUB_OFFLINE, no network: a clear message in seconds, not minutes of retries."""
+    import time
+
+    env = dict(os.environ, HF_HOME=str(tmp_path / "hf"), PYTHONPATH=str(ROOT))
+    env.pop("HF_HUB_OFFLINE", None)
+    env["HF_ENDPOINT"] = "https://127.0.0.1:9"  # nothing listens on the discard port: unreachable for sure
+    code = (
+        "from florence_ui import FlorenceEngine, ModelLoadError\n"
+        "try:\n    FlorenceEngine.from_pretrained('base')\n"
+        "except ModelLoadError as e:\n    print(e)\n"
+    )
+    start = time.time()
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert time.time() - start < 60
+    assert "florence-community/Florence-2-base" in out.stdout, out.stdout + out.stderr
+    assert "could not be reached" in out.stdout and "HF_HUB_OFFLINE" in out.stdout
+    assert "Traceback" not in out.stdout + out.stderr

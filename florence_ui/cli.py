@@ -1,0 +1,357 @@
+"""``florence-ui``: batch auto-labelling from the shell (the UI's other shell).
+
+predict   images/folders → results.jsonl (local or on Ray; resumable, loss-free)
+export    results.jsonl → COCO / YOLO / Label Studio import JSON
+push      results.jsonl → a Label Studio project (same code path as the UI)
+download  a checkpoint into a folder for offline use
+tasks     the task catalogue
+
+Exit codes: 0 done; 1 finished but some images failed (listed in the summary);
+2 usage, input or model-load error (a message, never a traceback); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .loading import ModelLoadError
+from .tasks import TASKS, get_task
+
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(Exception):
+    """Bad arguments or inputs: printed as ``error: ...`` with exit code 2."""
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---- predict ----------------------------------------------------------------------------
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .batch import Summary, TaskRequest, drive, find_images, local_outcomes, make_jobs, parse_boxes_arg, plan
+    from .engine import GenerationSettings, InputError
+    from .jsonl import JsonlError, JsonlWriter
+
+    try:
+        settings = GenerationSettings(args.max_new_tokens, args.num_beams).checked()
+        tokens = dict.fromkeys(get_task(t).token for t in args.task)  # OD and <OD> are one task
+        requests = [TaskRequest(token, args.text) for token in tokens]
+        boxes = parse_boxes_arg(args.boxes)
+    except (ValueError, InputError, OSError) as exc:
+        raise UsageError(str(exc)) from exc
+    for req in requests:
+        spec = get_task(req.task)
+        if spec.needs_text and not (args.text or "").strip():
+            raise UsageError(f"{spec.token} ({spec.name}) needs --text, e.g. --text {spec.text_hint or 'car'!r}")
+        if spec.needs_boxes and not boxes:
+            raise UsageError(f"{spec.token} ({spec.name}) needs --boxes '[[x1, y1, x2, y2], ...]' or a JSON file")
+        if args.tile and not spec.tileable:
+            _err(f"warning: --tile does not apply to {spec.token}; it runs on the whole image")
+    images, missing = find_images(args.inputs, _err)
+    if not images:
+        raise UsageError("no images found in " + ", ".join(map(str, args.inputs)))
+    jobs, unplannable = make_jobs(images, requests, boxes)
+    try:
+        writer = JsonlWriter(args.out, lock=True)
+    except (JsonlError, OSError) as exc:
+        raise UsageError(str(exc)) from exc
+    with writer:
+        pending, done_before = plan(jobs, args.out, _err)
+        summary = Summary(skipped=done_before, failed=missing + unplannable)
+        total = len({j.image for j in pending})
+        if pending:
+            if args.engine == "ray":
+                outcomes = _ray_outcomes(args, pending, settings)
+            else:
+                from .engine import FlorenceEngine
+
+                if args.threads:
+                    import torch
+
+                    torch.set_num_threads(args.threads)
+                engine = FlorenceEngine.from_pretrained(args.model, revision=args.revision, device=args.device,
+                                                        dtype=args.dtype, cache_size=0)  # fmt: skip
+                _err(f"model: {engine.describe()}")
+                outcomes = local_outcomes(engine, pending, settings, batch_size=args.batch_size, tile=args.tile)
+            with _sigterm_as_interrupt():
+                drive(outcomes, writer, summary, total_images=total, progress=not args.quiet)
+    print(summary.text(args.out))
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILURES if summary.failed else EXIT_OK
+
+
+def _ray_outcomes(args: argparse.Namespace, pending: list, settings: Any):
+    try:
+        from .ray_engine import init_ray, ray_outcomes
+    except ImportError as exc:
+        raise UsageError(f"--engine ray needs Ray Data: pip install 'florence-ui[ray]' ({exc})") from exc
+    started = init_ray(args.ray_address, args.ray_num_cpus)
+
+    def outcomes():
+        try:
+            yield from ray_outcomes(
+                pending, settings, model=args.model, revision=args.revision, device=args.device, dtype=args.dtype,
+                batch_size=args.batch_size, tile=args.tile, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
+            )  # fmt: skip
+        finally:
+            if started:
+                import ray
+
+                ray.shutdown()
+
+    return outcomes()
+
+
+class _sigterm_as_interrupt:
+    """``kill`` (SIGTERM) stops like Ctrl-C: at a line boundary, with the summary printed."""
+
+    def __enter__(self) -> None:
+        self._old = None
+        try:
+            self._old = signal.signal(signal.SIGTERM, self._handler)
+        except ValueError:  # not the main thread (e.g. called from a worker thread)
+            pass
+
+    @staticmethod
+    def _handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+
+
+# ---- export / push ---------------------------------------------------------------------------
+def _labeled(args: argparse.Namespace) -> list:
+    """The results files as LabeledImages, re-parsed with a weights-free parser."""
+    from .jsonl import JsonlError, iter_lines, labeled_images, parser_for
+
+    try:
+        lines = list(iter_lines(args.results, warn=_err))
+    except JsonlError as exc:
+        raise UsageError(str(exc)) from exc
+    if not lines:
+        raise UsageError(f"no results lines in {', '.join(args.results)}")
+    parser = parser_for(lines, args.model, args.revision)
+    base = Path(args.results[0]).resolve().parent
+    items = labeled_images(lines, parser, min_confidence=args.min_confidence, base_dir=base, warn=_err)
+    missing = [i.image_path for i in items if not (i.image_path and Path(i.image_path).is_file())]
+    if missing:  # their pixels (and so their hash) are needed by every exporter and by push
+        _err(f"warning: skipped {len(missing)} image(s) not found, e.g. {missing[0]}")
+        items = [i for i in items if i.image_path not in missing]
+    if not items:
+        raise UsageError("none of the images in the results file were found")
+    return items
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """The UI's exporters (``florence_ui.export``) on the re-parsed results."""
+    from . import export
+
+    items = _labeled(args)
+    out, conf = Path(args.out), args.min_confidence
+    try:
+        if args.format == "coco":
+            written = export.export_coco(items, out, min_confidence=conf)
+        elif args.format == "yolo":
+            written = export.export_yolo(items, out, min_confidence=conf)
+        else:
+            written = export.export_labelstudio_json(items, out, min_confidence=conf, image_url=args.image_url,
+                                                     copy_images=args.copy_images)  # fmt: skip
+    except OSError as exc:
+        raise UsageError(f"cannot write the export into {out}: {exc}") from exc
+    regions = sum(len(i.regions) for i in items)
+    texts = sum(len(i.texts) for i in items)
+    print(f"Exported {len(items)} images, {regions} regions, {texts} texts as {args.format} → {written}")
+    return EXIT_OK
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    """The UI's push (``labelstudio_client.push_images``): one task per image, one prediction, idempotent."""
+    from .labelstudio import MissingInProject
+    from .labelstudio_client import Connection, LabelStudioError, LSSettings, push_images
+
+    if not args.url or not args.api_key:
+        raise UsageError("push needs --url and --api-key (or LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY)")
+    label_map = _label_map(args.map)
+    items = _labeled(args)
+    try:
+        conn = Connection.of(LSSettings(url=args.url, api_key=args.api_key))
+        project, created = _project_id(conn, args.project, items)
+        report = push_images(conn, project, items, missing="map" if label_map else args.missing, label_map=label_map,
+                             image_url=args.image_url)  # fmt: skip
+    except MissingInProject as exc:
+        raise UsageError(f"{exc}\nRe-run with --missing add (extend the project's config), --missing leave_out, "
+                         "or --map OURS=THEIRS.") from None  # fmt: skip
+    except LabelStudioError as exc:
+        raise UsageError(str(exc)) from None
+    print(report.summary())
+    done = sum(1 for i in report.images if i.status in ("created", "updated"))
+    where = "new project" if created else "project"
+    print(f"Pushed {done} of {len(items)} images to {where} {project}: {report.project_url}")
+    return EXIT_OK if report.ok else EXIT_FAILURES
+
+
+def _label_map(pairs: list[str] | None) -> dict[str, str]:
+    out = {}
+    for pair in pairs or []:
+        ours, sep, theirs = pair.partition("=")
+        if not sep or not ours.strip() or not theirs.strip():
+            raise UsageError(f"--map takes OURS=THEIRS, got {pair!r}")
+        out[ours.strip()] = theirs.strip()
+    return out
+
+
+def _project_id(conn: Any, project: str, items: list) -> tuple[int, bool]:
+    """A numeric id as is; a title finds the project, or creates it with a config made for these labels."""
+    from .labelstudio_client import create_project, list_projects
+
+    if project.strip().isdigit():
+        return int(project), False
+    matches = sorted(pid for pid, title in list_projects(conn) if title.strip() == project.strip())
+    if len(matches) > 1:
+        _err(f"warning: {len(matches)} projects are titled {project!r}; using the oldest, #{matches[0]}")
+    if matches:
+        return matches[0], False
+    return create_project(conn, project, items), True
+
+
+# ---- download / tasks --------------------------------------------------------------------------
+def cmd_download(args: argparse.Namespace) -> int:
+    from .download import download
+
+    folder = download(args.model, args.to, revision=args.revision, token=args.token)
+    print(f"Downloaded to {folder}. Use it offline with: florence-ui predict ... --model {folder}")
+    return EXIT_OK
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    width = max(len(t.token) for t in TASKS)
+    for task in TASKS:
+        needs = {"none": "", "text": "  [--text]", "boxes": "  [--boxes]"}[task.input.value]
+        tile = "  [--tile]" if task.tileable else ""
+        print(f"{task.token:<{width}}  {task.output.value:<11}  {task.explanation}{needs}{tile}")
+    return EXIT_OK
+
+
+# ---- parser ----------------------------------------------------------------------------------------
+def _model_args(p: argparse.ArgumentParser, default: str | None, help_text: str) -> None:
+    p.add_argument("--model", default=default, help=help_text)
+    p.add_argument("--revision", default=None, help="hub branch, tag or commit")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="florence-ui", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"florence-ui {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("predict", help="run Florence-2 over images and folders → results.jsonl")
+    p.add_argument("inputs", nargs="+", metavar="IMAGES_OR_DIRS", help="image files and folders (recursive)")
+    p.add_argument(
+        "--task",
+        action="append",
+        required=True,
+        help="task token or name (<OD>, OD, 'Object detection'); repeat for several tasks per image",
+    )
+    p.add_argument("--text", default=None, help="text input for text tasks (grounding, open-vocabulary, ...)")
+    p.add_argument(
+        "--boxes",
+        default=None,
+        help="prompt boxes for region tasks: JSON [[x1,y1,x2,y2],...] in pixels, or a JSON file "
+        "holding that list or {image path or file name: boxes}",
+    )
+    p.add_argument("--out", required=True, help="results.jsonl (appended to; finished lines are skipped on resume)")
+    _model_args(p, "base", "alias (base, large, base-ft, large-ft), hub id or local folder (default: base)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps (default: auto)")
+    p.add_argument("--dtype", default="auto", help="auto, float32, float16, bfloat16 (default: auto)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per model call (default: 8)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads of the local engine (default: PyTorch's)")
+    p.add_argument("--tile", action="store_true", help="tiled inference (sv.InferenceSlicer) for detection tasks")
+    p.add_argument("--max-new-tokens", type=int, default=1024, help="answer length limit (default: 1024)")
+    p.add_argument("--num-beams", type=int, default=3, help="beam search width, 1 = greedy (default: 3)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local", help="local process or Ray Data")
+    p.add_argument("--ray-address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else local)")
+    p.add_argument("--ray-num-cpus", type=int, default=None, help="CPUs of a local Ray started here")
+    p.add_argument("--workers", type=int, default=None, help="Ray model actors (default: one per GPU, else per CPU)")
+    p.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs per Ray actor (default: 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_predict)
+
+    parse_help = "checkpoint whose processor re-parses the answers (default: the file's model, else base)"
+    p = sub.add_parser("export", help="results.jsonl → COCO / YOLO / Label Studio JSON")
+    p.add_argument("results", nargs="+", help="results.jsonl file(s)")
+    p.add_argument("--format", required=True, choices=("coco", "yolo", "labelstudio"))
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--min-confidence", type=float, default=None, help="drop regions/texts scored below this")
+    p.add_argument(
+        "--image-url",
+        default=None,
+        help="labelstudio: image reference template ({name}, {hash}) instead of embedded data: URIs, "
+        "e.g. '/data/local-files/?d=images/{name}'",
+    )
+    p.add_argument("--copy-images", action="store_true", help="labelstudio: also copy the images into OUT/images")
+    _model_args(p, None, parse_help)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("push", help="results.jsonl → Label Studio predictions (idempotent)")
+    p.add_argument("results", nargs="+", help="results.jsonl file(s)")
+    p.add_argument("--url", default=os.environ.get("LABEL_STUDIO_URL"), help="Label Studio URL ($LABEL_STUDIO_URL)")
+    p.add_argument(
+        "--api-key", default=os.environ.get("LABEL_STUDIO_API_KEY"), help="API token ($LABEL_STUDIO_API_KEY)"
+    )
+    p.add_argument("--project", required=True, help="project title (created if missing) or numeric id")
+    p.add_argument("--min-confidence", type=float, default=None, help="drop regions/texts scored below this")
+    p.add_argument(
+        "--missing",
+        choices=("ask", "add", "leave_out"),
+        default="ask",
+        help="labels the project lacks: stop and explain (ask), add them to its config, or leave them out",
+    )
+    p.add_argument("--map", action="append", metavar="OURS=THEIRS", help="rename a label onto the project's")
+    p.add_argument(
+        "--image-url",
+        default=None,
+        help="reference images instead of uploading them, e.g. '/data/local-files/?d=photos/{name}'",
+    )
+    _model_args(p, None, parse_help)
+    p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("download", help="fetch a checkpoint into a folder for offline use")
+    p.add_argument("model", help="alias (base, large, base-ft, large-ft) or hub id")
+    p.add_argument("--to", required=True, help="target folder")
+    p.add_argument("--revision", default=None, help="hub branch, tag or commit")
+    p.add_argument("--token", default=None, help="Hugging Face token for gated repos (default: $HF_TOKEN / login)")
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("tasks", help="list the Florence-2 tasks")
+    p.set_defaults(func=cmd_tasks)
+    return parser  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ModelLoadError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except UsageError as exc:
+        _err(f"error: {exc}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

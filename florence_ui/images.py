@@ -1,0 +1,104 @@
+"""Opening user images: EXIF orientation honoured, every format problem a sentence.
+
+Phones store pictures sideways and record the turn in the EXIF ``Orientation``
+tag; browsers apply it when they show the picture, so boxes drawn on it are in
+the turned frame. Florence-2 must see the same frame, hence ``exif_transpose``
+here, once, for every way an image enters (upload, example, API, CLI). Bad
+files (not an image, truncated, absurdly large) raise :class:`ImageLoadError`
+with a message the UI shows as-is. Pure PIL, no gradio.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+#: refuse images above this many pixels (a decompression bomb or a gigapixel scan)
+MAX_PIXELS = 100_000_000
+SUPPORTED = "JPEG, PNG, WebP, GIF, BMP or TIFF"
+
+
+class ImageLoadError(ValueError):
+    """The input is not an image we can use; ``str(err)`` is the user-facing message."""
+
+
+def _describe(source: Any) -> str:
+    if isinstance(source, str | Path):
+        return f"'{Path(source).name}'"
+    return "the uploaded file"
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode → 8-bit RGB; transparency is flattened onto white, 16-bit scaled down."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        low, high = float(array.min()), float(array.max())
+        scaled = (array - low) / (high - low) * 255.0 if high > low else np.zeros_like(array)
+        return Image.fromarray(scaled.round().astype(np.uint8), "L").convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def open_image(source: str | Path | bytes | Image.Image | np.ndarray, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open a path, bytes, array or PIL image as an upright RGB ``PIL.Image``.
+
+    The first frame of an animation is used. Raises :class:`ImageLoadError` for
+    anything that is not a readable image.
+    """
+    if source is None:
+        raise ImageLoadError("No image: upload, paste or pick an example first.")
+    if isinstance(source, np.ndarray):
+        try:
+            array = source if source.dtype == np.uint8 else np.clip(source, 0, 255).astype(np.uint8)
+            return to_rgb(Image.fromarray(array))
+        except (TypeError, ValueError) as exc:
+            raise ImageLoadError(f"An array of shape {source.shape} is not an image ({exc}).") from exc
+    if isinstance(source, Image.Image):
+        image = source
+    else:
+        name = _describe(source)
+        if isinstance(source, str | Path) and not Path(source).is_file():
+            raise ImageLoadError(f"The image file {name} does not exist.")
+        stream = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image = Image.open(stream)
+                if image.width * image.height > max_pixels:
+                    raise ImageLoadError(
+                        f"{name} is {image.width}×{image.height} pixels, more than the {max_pixels:,} allowed; "
+                        "resize it first."
+                    )
+                image.load()
+        except ImageLoadError:
+            raise
+        except UnidentifiedImageError as exc:
+            raise ImageLoadError(f"{name} is not an image this app can read; use {SUPPORTED}.") from exc
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageLoadError(f"{name} is too large to open safely ({exc}).") from exc
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ImageLoadError(f"{name} looks damaged or truncated and cannot be decoded ({exc}).") from exc
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not lose the picture
+        pass
+    return to_rgb(image)
+
+
+def rotate_quarter_turns(image: Image.Image, turns: int) -> Image.Image:
+    """Turn clockwise by ``turns`` × 90° (the image annotator's rotate buttons)."""
+    turns %= 4
+    if turns == 0:
+        return image
+    method = {1: Image.Transpose.ROTATE_270, 2: Image.Transpose.ROTATE_180, 3: Image.Transpose.ROTATE_90}[turns]
+    return image.transpose(method)

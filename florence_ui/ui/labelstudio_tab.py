@@ -1,0 +1,264 @@
+"""The "Label Studio & export" tab: connect, pick or create a project, push, verify, download.
+
+``build(session_state)`` lays the tab out inside the caller's Blocks (inside a
+``gr.Tab``). The handlers are module functions of plain values, so tests call
+them without a browser. What they promise:
+
+* The API key typed into the page is kept in the session (a :class:`Secret`,
+  whose ``repr`` hides it), the key box is cleared once stored, and no output,
+  message or log line contains it. Left empty, the key comes from the
+  environment (``LABEL_STUDIO_API_KEY``, also set by the embedded local Label
+  Studio) and never reaches the page at all.
+* A failing Label Studio or bad input gives a message, never a crash; the
+  accepted regions stay in the review, so a second push retries them (pushes
+  are idempotent: the same image updates its task).
+* A new project is created once per session; later pushes go to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from ..export import export_coco, export_labelstudio_json, export_yolo, zip_dir
+from ..labels import LabeledImage
+from ..labelstudio import LabelCheck, MissingInProject, Requirements
+from ..labelstudio_client import (
+    DEFAULT_URL,
+    LabelStudioError,
+    LSSettings,
+    check_project,
+    create_project,
+    list_projects,
+    push_images,
+    whoami,
+)
+from ..ls_server import embedded_status
+
+log = logging.getLogger(__name__)
+
+NEW, EXISTING = "New project", "Existing project"
+MISSING_CHOICES = [("Add them to the project's labeling config", "add"),
+                   ("Map them onto the project's labels (table below)", "map"),
+                   ("Leave those regions out", "leave_out")]  # fmt: skip
+SOURCE_CHOICES = [("Upload the image to Label Studio (no shared storage needed)", "upload"),
+                  ("Reference an existing URL / local-files path", "url")]  # fmt: skip
+MAP_HEADERS = ["our label", "regions", "map to (a label of the project)"]
+
+
+class Secret:
+    """A string that never shows itself: ``str``/``repr`` print dots, :attr:`value` holds it."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "Secret('••••')"
+
+    __str__ = __repr__
+
+
+# ---- handlers (plain functions: tested without a browser) ------------------------------------
+def settings_of(session: Any) -> LSSettings:
+    """The session's URL and key, else the environment's (the SDK's variables)."""
+    ls = session.labelstudio
+    key = ls.get("api_key")
+    return LSSettings.from_env(url=ls.get("url"), api_key=key.value if isinstance(key, Secret) else None)
+
+
+def _fail(exc: BaseException) -> str:
+    if isinstance(exc, (LabelStudioError, MissingInProject, ValueError)):
+        return f"> ⚠️ {exc}"
+    log.error("Unexpected error in the Label Studio tab: %s", type(exc).__name__)
+    return f"> ⚠️ Something went wrong ({type(exc).__name__}). Your accepted regions are kept; try again."
+
+
+def remember_connection(session: Any, url: str | None, key: str | None) -> None:
+    """Keep what was typed; an empty key box keeps the key stored before (or the environment's)."""
+    session.labelstudio["url"] = (url or "").strip() or None
+    if key and key.strip():
+        session.labelstudio["api_key"] = Secret(key.strip())
+
+
+def _choices(projects: list[tuple[int, str]]) -> list[tuple[str, int]]:
+    return [(f"#{pid} {title}", pid) for pid, title in projects]
+
+
+def _cleared_key() -> Any:
+    return gr.update(value="", placeholder="stored for this browser session (type to replace)")
+
+
+def on_test(session: Any, url: str | None, key: str | None) -> tuple:
+    """Test connection → (session, message, key box update, project dropdown update)."""
+    remember_connection(session, url, key)
+    cleared = _cleared_key()
+    try:
+        settings = settings_of(session)
+        me = whoami(settings)
+        projects = list_projects(settings)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a message
+        note = embedded_status() if not session.labelstudio.get("url") else None
+        return session, _fail(exc) + (f"\n\n{note}" if note else ""), cleared, gr.skip()
+    message = f"✅ Connected as **{me}** — {len(projects)} project(s)."
+    if settings.base_url == os.environ.get("LABEL_STUDIO_URL", "").rstrip("/") and embedded_status():
+        message += f"\n\n{embedded_status()}"
+    return session, message, cleared, gr.update(choices=_choices(projects), value=session.labelstudio.get("project"))
+
+
+def on_refresh(session: Any, url: str | None, key: str | None) -> tuple:
+    """↻ → (session, message, key box update, project dropdown update)."""
+    remember_connection(session, url, key)
+    try:
+        projects = list_projects(settings_of(session))
+    except Exception as exc:  # noqa: BLE001
+        return session, _fail(exc), _cleared_key(), gr.skip()
+    return session, f"{len(projects)} project(s).", _cleared_key(), gr.update(choices=_choices(projects))
+
+
+def current_items(session: Any) -> list[LabeledImage]:
+    """The accepted labels of the current image, or a ValueError saying what to do first."""
+    if session.image is None:
+        raise ValueError("Load an image and run a task first.")
+    item = session.labeled_image()
+    if not item.regions and not item.texts:
+        raise ValueError("Nothing accepted yet: accept regions or texts in the review first.")
+    return [item]
+
+
+def _mapping_rows(check: LabelCheck) -> list[list[Any]]:
+    return [[label, n, ""] for labels in check.missing_labels.values() for label, n in labels.items()]
+
+
+def on_check(session: Any, url: str | None, key: str | None, mode: str, project: Any) -> tuple:
+    """Check labels → (session, key box update, message, mapping table rows)."""
+    remember_connection(session, url, key)
+    try:
+        items = current_items(session)
+        if mode == NEW or project in (None, ""):
+            req = Requirements.of(items)
+            boxes, polys = sorted(req.labels["boxes"]), sorted(req.labels["polygons"])
+            message = ("A new project gets a labeling config made from these labels: "
+                       f"RectangleLabels {boxes or '—'}, PolygonLabels {polys or '—'}, "
+                       f"{req.region_texts} region text(s), {sum(req.image_texts.values())} image text(s).")  # fmt: skip
+            return session, _cleared_key(), message, []
+        check = check_project(settings_of(session), int(project), items)
+    except Exception as exc:  # noqa: BLE001
+        return session, _cleared_key(), _fail(exc), gr.skip()
+    message = ("✅ " if check.ok else "⚠️ ") + check.describe().replace("\n", "\n\n")
+    return session, _cleared_key(), message, _mapping_rows(check)
+
+
+def _label_map(rows: Any) -> dict[str, str]:
+    if rows is None:
+        return {}
+    values = rows.values.tolist() if hasattr(rows, "values") else rows
+    return {str(r[0]).strip(): str(r[2]).strip() for r in values if len(r) >= 3 and r[0] and str(r[2] or "").strip()}
+
+
+def on_push(session: Any, url: str | None, key: str | None, mode: str, project: Any, title: str, missing: str,
+            mapping: Any, source: str, image_url: str | None) -> tuple:  # fmt: skip
+    """Push → (session, key box update, summary markdown, project dropdown update)."""
+    remember_connection(session, url, key)
+    dropdown = gr.skip()
+    try:
+        items = current_items(session)
+        settings = settings_of(session)
+        if source == "url" and not (image_url or "").strip():
+            raise ValueError("Give the image's URL or local-files path, or choose to upload the image.")
+        if mode == NEW:
+            project = session.labelstudio.get("created_project")
+            if project is None:  # once per session: a second push goes to the same project
+                project = create_project(settings, title, items)
+                session.labelstudio["created_project"] = project
+                dropdown = gr.update(choices=_choices(list_projects(settings)), value=project)
+        elif project in (None, ""):
+            raise ValueError("Pick a project (Test connection lists them) or choose “New project”.")
+        session.labelstudio["project"] = int(project)
+        report = push_images(settings, int(project), items, missing=missing or "ask", label_map=_label_map(mapping),
+                             image_url=image_url.strip() if source == "url" else None)  # fmt: skip
+    except MissingInProject as exc:
+        return session, _cleared_key(), f"> ⚠️ {exc.check.describe()}".replace("\n", "\n>\n> "), dropdown
+    except Exception as exc:  # noqa: BLE001
+        return session, _cleared_key(), _fail(exc), dropdown
+    head = "✅ Pushed and verified" if report.ok else "⚠️ Push incomplete"
+    summary = f"{head} — [project {project}]({report.project_url})\n\n{report.summary()}"
+    return session, _cleared_key(), summary, dropdown
+
+
+def on_download(session: Any, fmt: str) -> tuple:
+    """Download → (file paths, message). Written to a fresh temp dir per click."""
+    try:
+        items = current_items(session)
+        out = Path(tempfile.mkdtemp(prefix=f"florence-ui-{fmt}-"))
+        if fmt == "labelstudio":
+            tasks = export_labelstudio_json(items, out / "labelstudio")
+            files = [str(tasks), str(tasks.with_name("label_config.xml"))]
+        elif fmt == "coco":
+            export_coco(items, out / "coco")
+            files = [str(zip_dir(out / "coco"))]
+        else:
+            export_yolo(items, out / "yolo")
+            files = [str(zip_dir(out / "yolo"))]
+    except Exception as exc:  # noqa: BLE001
+        return gr.skip(), _fail(exc)
+    regions = sum(len(i.regions) for i in items)
+    return files, f"{fmt.upper() if fmt != 'labelstudio' else 'Label Studio JSON'}: {regions} region(s) exported."
+
+
+# ---- layout ---------------------------------------------------------------------------------------
+def build(session_state: gr.State) -> None:
+    """Lay the tab out inside the caller's Blocks context and wire it to ``session_state``."""
+    gr.Markdown("Send the **accepted** regions of the current image to Label Studio as pre-annotations "
+                "(one task per image, one prediction), or download them. Pushing the same image again "
+                "updates its task.")  # fmt: skip
+    with gr.Accordion("1 · Connection", open=True):
+        with gr.Row():
+            url = gr.Textbox(label="Label Studio URL", placeholder=f"LABEL_STUDIO_URL or {DEFAULT_URL}",
+                             elem_id="ls-url", scale=2)  # fmt: skip
+            key = gr.Textbox(label="API key (personal access token or legacy token)", type="password",
+                             placeholder="empty: LABEL_STUDIO_API_KEY from the server's environment",
+                             elem_id="ls-key", scale=2)  # fmt: skip
+            test_btn = gr.Button("Test connection", elem_id="ls-test", scale=1)
+        conn_md = gr.Markdown(elem_id="ls-connection")
+    with gr.Accordion("2 · Project and labels", open=True):
+        with gr.Row():
+            mode = gr.Radio([NEW, EXISTING], value=NEW, label="Project", elem_id="ls-mode")
+            title = gr.Textbox(value="Florence-2 pre-annotations", label="New project title", elem_id="ls-title")
+            project = gr.Dropdown(choices=[], label="Existing project", elem_id="ls-project", allow_custom_value=False)
+            refresh_btn = gr.Button("↻", elem_id="ls-refresh", scale=0, min_width=40)
+        check_btn = gr.Button("Check labels against the project", elem_id="ls-check")
+        check_md = gr.Markdown(elem_id="ls-check-result")
+        missing = gr.Radio(
+            MISSING_CHOICES, value="add", label="Labels or fields the project lacks", elem_id="ls-missing"
+        )
+        mapping = gr.Dataframe(headers=MAP_HEADERS, value=[], column_count=3, column_limits=(3, 3), interactive=True, static_columns=[0, 1],
+                               label="Label mapping (used with “Map them”)", elem_id="ls-mapping")  # fmt: skip
+    with gr.Accordion("3 · Push", open=True):
+        with gr.Row():
+            source = gr.Radio(SOURCE_CHOICES, value="upload", label="Image", elem_id="ls-source", scale=2)
+            image_url = gr.Textbox(label="Image URL or local-files path", elem_id="ls-image-url", scale=2,
+                                   placeholder="https://… or /data/local-files/?d=folder/image.jpg")  # fmt: skip
+        push_btn = gr.Button("Push accepted labels to Label Studio", variant="primary", elem_id="ls-push")
+        push_md = gr.Markdown(elem_id="ls-push-result")
+    with gr.Accordion("Download without Label Studio", open=True):
+        with gr.Row():
+            buttons = {fmt: gr.Button(label, size="sm", elem_id=f"dl-{fmt}") for fmt, label in
+                       (("labelstudio", "Label Studio JSON"), ("coco", "COCO (zip)"), ("yolo", "YOLO (zip)"))}  # fmt: skip
+        files = gr.File(label="Files", file_count="multiple", interactive=False, elem_id="ls-files")
+        dl_md = gr.Markdown(elem_id="ls-download-result")
+
+    conn = [session_state, url, key]
+    test_btn.click(on_test, conn, [session_state, conn_md, key, project])
+    refresh_btn.click(on_refresh, conn, [session_state, conn_md, key, project])
+    check_btn.click(on_check, [*conn, mode, project], [session_state, key, check_md, mapping])
+    push_btn.click(on_push, [*conn, mode, project, title, missing, mapping, source, image_url],
+                   [session_state, key, push_md, project])  # fmt: skip
+    for fmt, button in buttons.items():
+        button.click(lambda s, f=fmt: on_download(s, f), [session_state], [files, dl_md])

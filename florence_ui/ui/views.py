@@ -1,0 +1,109 @@
+"""The session → what the page shows: result picture, status, review table, teaching view.
+
+Every action ends by redrawing the same set of outputs from the session alone
+(:func:`page_views`), so the page can never show a state the session does not
+hold, and a handler only has to change the session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import gradio as gr
+
+from ..review import ACCEPTED, PENDING, REJECTED
+from ..tasks import OutputKind, get_task
+from ..teaching import bin_rows, explain_markdown, token_spans
+from .controller import Controller
+from .session import UISession
+
+REVIEW_HEADERS = ["✓", "id", "status", "task", "label / text (editable)", "confidence", "box x1, y1, x2, y2 (px)"]
+REVIEW_TYPES = ["bool", "number", "str", "str", "str", "str", "str"]
+BOX_HEADERS = ["#", "x1", "y1", "x2", "y2", "size"]
+BIN_HEADERS = ["region", "label", "token", "axis", "bin", "pixel = (bin + 0.5) × size / 1000", "pixel"]
+STATUS_BADGE = {PENDING: "• pending", ACCEPTED: "✓ accepted", REJECTED: "✗ rejected"}
+EMPTY_STATUS = "Pick a task and press **Run**. Model and total time, and any warning, show here."
+
+
+def review_rows(session: UISession, ticked: Iterable[int] = ()) -> list[list[Any]]:
+    """The review table: a tick box, then ``ReviewSession.rows()`` with readable status badges."""
+    ticked = set(ticked)
+    rows = []
+    for item_id, status, task, label, score, box in session.review.rows():
+        rows.append([item_id in ticked, item_id, STATUS_BADGE.get(status, status), task, label, str(score), box])
+    return rows
+
+
+def review_summary(session: UISession) -> str:
+    counts = session.review.counts()
+    if not session.review.items:
+        return "No regions yet. Every region and caption of every task you run on this image lands here as *pending*."
+    return (
+        f"**{counts[PENDING]}** pending · **{counts[ACCEPTED]}** accepted · **{counts[REJECTED]}** rejected "
+        f"(from {session.review.runs} run{'s' if session.review.runs != 1 else ''} on this image). "
+        "Accepted regions are drawn with ✓, a tint and a thicker outline; rejected ones are hidden."
+    )
+
+
+def answer_text(result: Any | None) -> str:
+    """The answer in words: the caption / OCR text, one line per box, or a count of regions by label."""
+    if result is None:
+        return ""
+    spec = get_task(result.task)
+    if spec.output is OutputKind.TEXT:
+        return result.text or "(empty answer)"
+    names = [str(n) for n in result.detections.data.get("class_name", [])]
+    if spec.needs_boxes:
+        return "\n".join(f"#{i + 1}: {name or '(no answer)'}" for i, name in enumerate(names))
+    if not names:
+        return "(no regions found)"
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name or "(unnamed region)"] = counts.get(name or "(unnamed region)", 0) + 1
+    listed = ", ".join(f"{name} ×{n}" if n > 1 else name for name, n in counts.items())
+    return f"{len(names)} region{'s' if len(names) != 1 else ''}: {listed}"
+
+
+def teaching_run(session: UISession) -> Any | None:
+    if not session.results:
+        return None
+    n = session.teach_run or len(session.results)
+    return session.results[min(max(1, n), len(session.results)) - 1]
+
+
+def teaching_outputs(controller: Controller, session: UISession) -> tuple[Any, Any, Any, Any]:
+    """Markdown, highlighted raw output, bins table and the run picker for the teaching tab."""
+    result = teaching_run(session)
+    choices = [(f"Run {n + 1}: {get_task(r.task).name}", n + 1) for n, r in enumerate(session.results)]
+    picker = gr.update(choices=choices, value=(session.teach_run or len(choices)) if choices else None)
+    if result is None:
+        empty = "Run a task: the exact prompt, its token count, the raw output and the bins → pixels table show here."
+        return empty, [], [], picker
+    return (
+        explain_markdown(result, controller.engine.num_image_tokens),
+        token_spans(result.raw),
+        bin_rows(result),
+        picker,
+    )
+
+
+def page_views(controller: Controller, session: UISession, ticked: Iterable[int] = ()) -> tuple[Any, ...]:
+    """Values for :data:`florence_ui.ui.app.VIEW_NAMES`, in order."""
+    latest = session.results[-1] if session.results else None
+    result_json = None
+    if latest is not None:
+        result_json = latest.to_dict()
+    teach_md, teach_tokens, teach_bins, teach_picker = teaching_outputs(controller, session)
+    return (
+        controller.result_image(session),
+        session.status or EMPTY_STATUS,
+        answer_text(latest),
+        result_json,
+        review_rows(session, ticked),
+        review_summary(session),
+        teach_md,
+        teach_tokens,
+        teach_bins,
+        teach_picker,
+    )
