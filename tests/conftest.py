@@ -7,9 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
+from golden_data import GOLDEN_PATH, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-GOLDEN_PATH = Path(os.environ.get("FLORENCE_UI_GOLDEN", ROOT.parent / "shared" / "golden" / "florence2_outputs.json"))
 ARTIFACTS = ROOT / "test-artifacts"
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

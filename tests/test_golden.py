@@ -20,11 +20,9 @@ TOL_PX = 1.0
 
 
 def _vectors():
-    import json
+    from golden_data import GOLDEN_PATH, load_golden
 
-    from conftest import GOLDEN_PATH
-
-    return json.loads(GOLDEN_PATH.read_text())["vectors"] if GOLDEN_PATH.exists() else []
+    return load_golden()["vectors"] if GOLDEN_PATH.exists() else []
 
 
 VECTORS = _vectors()
