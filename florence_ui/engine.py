@@ -24,7 +24,7 @@ import supervision as sv
 from PIL import Image
 
 from .geometry import BoxError, loc_tokens, validate_box
-from .loading import LoadedModel, load_model
+from .loading import LoadedModel, load_model, load_processor
 from .parsing import ClassRegistry, merge_rows_per_box, parse_one, text_input_box
 from .result import FlorenceResult
 from .scoring import SPECIAL_PIECES
@@ -70,7 +70,7 @@ class FlorenceEngine:
         self.model_id = loaded.model_id
         self.revision = loaded.revision
         self.device = loaded.device
-        self.dtype = loaded.dtype
+        self.dtype = loaded.dtype  # None for a parse-only engine
         self.classes = ClassRegistry()
         self.cache_size = cache_size
         self._cache: OrderedDict[str, Any] = OrderedDict()
@@ -90,10 +90,23 @@ class FlorenceEngine:
         """Load an alias (base, large, base-ft, large-ft), a hub id or a local directory."""
         return cls(load_model(model, revision=revision, device=device, dtype=dtype), cache_size=cache_size)
 
+    @classmethod
+    def parser_only(cls, model: str = "base", *, revision: str | None = None) -> FlorenceEngine:
+        """An engine that can only :meth:`parse` (processor files, no weights): for export / push."""
+        return cls(load_processor(model, revision=revision), cache_size=0)
+
+    @property
+    def can_generate(self) -> bool:
+        return self.model is not None
+
+    def _require_model(self) -> None:
+        if self.model is None:
+            raise InputError(f"This engine for {self.model_id} was loaded to parse only; it has no model weights.")
+
     # ---- description -------------------------------------------------------------
     @property
     def dtype_name(self) -> str:
-        return str(self.dtype).replace("torch.", "")
+        return str(self.dtype).replace("torch.", "") if self.dtype is not None else "none"
 
     def describe(self) -> str:
         rev = f"@{self.revision}" if self.revision else ""
@@ -165,6 +178,7 @@ class FlorenceEngine:
         """Projected image features ``(1, tokens, dim)`` and whether they came from the cache."""
         import torch
 
+        self._require_model()
         key = f"{self.model_id}:{image_key(image)}"
         if use_cache:
             with self._cache_lock:
@@ -202,6 +216,7 @@ class FlorenceEngine:
     ) -> FlorenceResult:
         """Ask Florence-2 one task about one image (N boxes → one batched call)."""
         spec = get_task(task)
+        self._require_model()
         if not isinstance(image, Image.Image):
             raise InputError("The image must be a PIL image.")
         settings = settings or GenerationSettings()

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .labels import ImageText, LabeledImage, regions_from_result
-from .loading import ModelLoadError, resolve_model_id
+from .loading import ModelLoadError
 from .tasks import OutputKind, get_task
 
 #: the fields every line has (``export`` needs no more; extra fields are welcome)
@@ -240,23 +240,9 @@ def load_parser(model: str = "base", revision: str | None = None) -> Any:
     ``export`` and ``push`` need the processor's post-processing, not the model:
     this loads a few MB of tokenizer/processor files instead of the weights.
     """
-    from transformers import AutoProcessor
-
     from .engine import FlorenceEngine
-    from .loading import LoadedModel, _explain
 
-    model_id = resolve_model_id(model)
-    source = str(Path(model_id).expanduser()) if model_id.startswith("~") else model_id
-    try:
-        processor = AutoProcessor.from_pretrained(source, revision=revision)
-    except Exception as exc:  # every loading failure becomes one clear message
-        raise ModelLoadError(_explain(model_id, revision, exc)) from exc
-    if not hasattr(processor, "post_process_generation"):
-        raise ModelLoadError(
-            f"Could not load Florence-2 model '{model_id}': its processor ({type(processor).__name__}) "
-            "is not a Florence-2 processor.\nFix: pass --model with a Florence-2 checkpoint (base, large, or a folder)."
-        )
-    return FlorenceEngine(LoadedModel(None, processor, model_id, revision, "cpu", None))
+    return FlorenceEngine.parser_only(model, revision=revision)
 
 
 def parser_for(lines: list[dict[str, Any]], model: str | None = None, revision: str | None = None) -> Any:

@@ -173,3 +173,26 @@ def load_model(
     net.to(resolved_device)
     net.eval()
     return LoadedModel(net, processor, model_id, revision, resolved_device, torch_dtype)
+
+
+def load_processor(model: str = "base", *, revision: str | None = None) -> LoadedModel:
+    """Only the processor (a few MB, no weights): enough to parse answers from any runtime."""
+    from transformers import AutoProcessor
+
+    model_id = resolve_model_id(model)
+    source = str(Path(model_id).expanduser()) if model_id.startswith("~") else model_id
+    extra: dict[str, Any] = {}
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    if not Path(source).expanduser().exists() and not offline and not hub_reachable():
+        extra["local_files_only"] = True
+    try:
+        processor = AutoProcessor.from_pretrained(source, revision=revision, **extra)
+    except Exception as exc:  # every loading failure becomes one clear message
+        raise ModelLoadError(_explain(model_id, revision, exc)) from exc
+    if not hasattr(processor, "post_process_generation"):
+        raise ModelLoadError(
+            f"Could not load Florence-2 model '{model_id}': its processor ({type(processor).__name__}) "
+            "is not a Florence-2 processor.\nFix: pass --model with a Florence-2 checkpoint (base, large, or a folder)."
+        )
+    return LoadedModel(None, processor, model_id, revision, "cpu", None)
+

@@ -96,3 +96,16 @@ def test_unreachable_hub_fails_fast_without_offline_flag(tmp_path):
     assert "florence-community/Florence-2-base" in out.stdout, out.stdout + out.stderr
     assert "could not be reached" in out.stdout and "HF_HUB_OFFLINE" in out.stdout
     assert "Traceback" not in out.stdout + out.stderr
+
+
+def test_parser_only_engine_parses_but_cannot_run(tiny_checkpoint, golden):
+    from PIL import Image
+
+    from florence_ui import InputError
+
+    parser = FlorenceEngine.parser_only(str(tiny_checkpoint))
+    assert not parser.can_generate
+    vec = next(v for v in golden["vectors"] if v["task"] == "<OD>")
+    assert list(parser.parse("<OD>", vec["generated_text"], vec["image_size"]).detections.data["class_name"])[0] == "car"
+    with pytest.raises(InputError, match="parse only"):
+        parser.run(Image.new("RGB", (8, 8)), "<OD>")
