@@ -131,8 +131,10 @@ def _explain(model_id: str, revision: str | None, exc: BaseException) -> str:
     elif isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:
         cause = "the disk is full while downloading the weights"
         fix = "Free space or point HF_HOME at a bigger disk."
-    elif offline or isinstance(exc, hf_errors.LocalEntryNotFoundError | hf_errors.OfflineModeIsEnabled) or (
-        "local_files_only" in text or "cannot find the requested files" in text.lower()
+    elif (
+        offline
+        or isinstance(exc, hf_errors.LocalEntryNotFoundError | hf_errors.OfflineModeIsEnabled)
+        or ("local_files_only" in text or "cannot find the requested files" in text.lower())
     ):
         cause = "the weights are not in the local cache and the Hub cannot be reached (offline)"
         fix = fix_local
@@ -195,4 +197,3 @@ def load_processor(model: str = "base", *, revision: str | None = None) -> Loade
             "is not a Florence-2 processor.\nFix: pass --model with a Florence-2 checkpoint (base, large, or a folder)."
         )
     return LoadedModel(None, processor, model_id, revision, "cpu", None)
-

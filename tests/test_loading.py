@@ -106,6 +106,8 @@ def test_parser_only_engine_parses_but_cannot_run(tiny_checkpoint, golden):
     parser = FlorenceEngine.parser_only(str(tiny_checkpoint))
     assert not parser.can_generate
     vec = next(v for v in golden["vectors"] if v["task"] == "<OD>")
-    assert list(parser.parse("<OD>", vec["generated_text"], vec["image_size"]).detections.data["class_name"])[0] == "car"
+    assert (
+        list(parser.parse("<OD>", vec["generated_text"], vec["image_size"]).detections.data["class_name"])[0] == "car"
+    )
     with pytest.raises(InputError, match="parse only"):
         parser.run(Image.new("RGB", (8, 8)), "<OD>")
