@@ -256,15 +256,23 @@ def _wire(c: SimpleNamespace, controller: Controller) -> None:
 
         return handler
 
+    table_at = VIEW_NAMES.index("review_table")
+
     def on_table(session, table):
         try:
             changed, ticked = controller.apply_table(session, table)
+            refused = False
         except EXPECTED as exc:
             _warn(exc)
-            changed, ticked = True, getattr(exc, "ticked", set())
+            changed, ticked, refused = True, getattr(exc, "ticked", set()), True
         if not changed:
             return (session, *skip_views)
-        return (session, *page_views(controller, session, ticked))
+        out = list(page_views(controller, session, ticked))
+        if not refused:
+            # the browser already shows the accepted edit; redrawing the table here could wipe a
+            # tick the user made while this event was in flight
+            out[table_at] = gr.skip()
+        return (session, *out)
 
     def status_action(status_value: str):
         def handler(session, table):
