@@ -15,7 +15,6 @@ It reaches into a few engine internals (``_decode``, ``_assemble``,
 from __future__ import annotations
 
 import contextlib
-import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,14 +55,6 @@ def image_features(engine: Any, images: list[Image.Image]) -> list[Any]:
     with _lock(engine), torch.inference_mode():
         feats = engine.model.get_image_features(pixel_values=pixels).pooler_output
     return [feats[i : i + 1] for i in range(len(images))]
-
-
-def _decode(engine: Any, sequences: Any, scores: Any, max_new_tokens: int) -> tuple[list, list, list, bool]:
-    """The engine's decoder, whichever of its signatures this version has."""
-    arity = len(inspect.signature(engine._decode).parameters)
-    out = engine._decode(sequences, scores, max_new_tokens) if arity >= 3 else engine._decode(sequences, scores)
-    texts, pieces, *_, lengths, truncated = out
-    return texts, pieces, lengths, truncated
 
 
 def _generate(engine: Any, prompts: list[str], features: list[Any], settings: Any) -> tuple[Any, Any]:
@@ -110,7 +101,7 @@ def _answer_group(engine: Any, spec: Any, group: list[_Prepared], settings: Any)
     for item in group:
         rows = slice(row, row + len(item.prompts))
         row += len(item.prompts)
-        texts, pieces, lengths, truncated = _decode(engine, sequences[rows], trans[rows], settings.max_new_tokens)
+        texts, pieces, _ids, lengths, truncated = engine._decode(sequences[rows], trans[rows], settings.max_new_tokens)
         result = engine._assemble(spec, texts, pieces, item.image.size, item.job.text, item.boxes)
         result.prompts, result.model_prompts = item.prompts, engine.model_prompts(item.prompts)
         result.generated_tokens, result.truncated, result.notes = lengths, truncated, list(item.notes)

@@ -232,12 +232,11 @@ class FlorenceEngine:
         started = time.perf_counter()
         size = image.size
         prompts, fixed_boxes, notes = self.task_prompts(spec, text, boxes, size)
-        generated, timings, cached = self._generate(image, prompts, settings, use_cache)
+        generated, timings, cached, prompt_tokens = self._generate(image, prompts, settings, use_cache)
         texts, pieces, ids, lengths, truncated = generated
-        inputs_len = self._prompt_lengths(prompts)
         result = self._assemble(spec, texts, pieces, size, text, fixed_boxes)
         result.prompts, result.model_prompts = prompts, self.model_prompts(prompts)
-        result.prompt_tokens, result.generated_tokens = inputs_len, lengths
+        result.prompt_tokens, result.generated_tokens = prompt_tokens, lengths
         result.truncated, result.cached_features, result.notes = truncated, cached, notes
         result.output_tokens = [
             [(int(i), str(t), None if math.isnan(p) else round(p, 6)) for i, (t, p) in zip(row_ids, row, strict=True)]
@@ -276,10 +275,6 @@ class FlorenceEngine:
         return result
 
     # ---- internals -----------------------------------------------------------------
-    def _prompt_lengths(self, prompts: list[str]) -> list[int]:
-        enc = self.text_inputs(prompts)
-        return [int(v) for v in enc["attention_mask"].sum(dim=1).tolist()]
-
     def _generate(self, image: Image.Image, prompts: list[str], settings: GenerationSettings, use_cache: bool):
         import torch
         from transformers.modeling_outputs import BaseModelOutputWithPooling
@@ -287,6 +282,7 @@ class FlorenceEngine:
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         enc = self.text_inputs(prompts).to(self.device)
+        prompt_tokens = [int(v) for v in enc["attention_mask"].sum(dim=1).tolist()]
         n = len(prompts)
         kwargs: dict[str, Any] = {}
         cached = False
@@ -318,7 +314,7 @@ class FlorenceEngine:
                 normalize_logits=not beams,
             )
         timings["generate_s"] = time.perf_counter() - t1
-        return self._decode(out.sequences, trans, settings.max_new_tokens), timings, cached
+        return self._decode(out.sequences, trans, settings.max_new_tokens), timings, cached, prompt_tokens
 
     def _decode(self, sequences, transition_scores, max_new_tokens: int):
         """Token ids → texts, (token, probability) pieces, lengths, and whether any answer was cut off.

@@ -227,8 +227,6 @@ def parse_one(
         return Parsed(None, _region_text(spec.token, text, size, pieces, prompt_box, registry))
     if spec.output is OutputKind.POLYGONS:
         label = (text_input or "").strip() if spec.needs_text else "segment"
-        if spec.token == "<REGION_TO_SEGMENTATION>" and (text_input is None or LOC_RE.search(text_input)):
-            label = "segment"
         det = _segmentation(processor, spec.token, text, size, pieces, label, registry)
         return Parsed(None, det)
     return Parsed(None, _boxes_task(processor, spec.token, text, size, pieces, registry))

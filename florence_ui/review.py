@@ -31,7 +31,6 @@ class ReviewItem:
     region: Region | None = None
     text: ImageText | None = None
     run: int = 0  # which task run produced it (1-based)
-    original_label: str = ""
 
     @property
     def label(self) -> str:
@@ -74,12 +73,11 @@ class ReviewSession:
         self.revision = getattr(result, "revision", None) or self.revision
         new: list[ReviewItem] = []
         for region in regions_from_result(result):
-            new.append(ReviewItem(self._next_id(new), PENDING, region=region, run=self.runs,
-                                  original_label=region.label))  # fmt: skip
+            new.append(ReviewItem(self._next_id(new), PENDING, region=region, run=self.runs))
         if result.text:
             score = None if math.isnan(result.text_score) else round(float(result.text_score), 4)
             text = ImageText(result.task, result.text, score)
-            new.append(ReviewItem(self._next_id(new), PENDING, text=text, run=self.runs, original_label=result.text))
+            new.append(ReviewItem(self._next_id(new), PENDING, text=text, run=self.runs))
         self.items.extend(new)
         return new
 

@@ -47,7 +47,7 @@ def run_tiled(
         nonlocal truncated
         crop = tile if isinstance(tile, Image.Image) else Image.fromarray(np.ascontiguousarray(tile))
         part = engine.run(crop, spec.token, text, settings=settings, use_cache=False)
-        raws.append(part.raw if isinstance(part.raw, str) else "".join(part.raw))
+        raws.append(part.raw)  # tileable tasks take no boxes: one answer string per tile
         truncated |= part.truncated
         return part.detections
 

@@ -99,7 +99,7 @@ class RecordedEngine(FlorenceEngine):
         if spec.output.value == "text":
             result.text_score = 0.88
         result.prompts, result.model_prompts = prompts, self.model_prompts(prompts)
-        result.prompt_tokens = self._prompt_lengths(prompts)
+        result.prompt_tokens = self.text_inputs(prompts)["attention_mask"].sum(dim=1).tolist()
         result.generated_tokens = [len(LOC.findall(g)) + len(g.split()) for g in result.raw_list]
         result.notes = notes
         result.truncated = self.force_truncated

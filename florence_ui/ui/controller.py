@@ -252,10 +252,6 @@ class Controller:
             raise InputError("Nothing to review yet: run a task first.")
         return session.review.accept_above(float(threshold), include_unscored=bool(include_unscored))
 
-    @staticmethod
-    def set_all_pending(session: UISession, status: str) -> int:
-        return session.review.set_all(status, only_pending=True)
-
     # ---- drawing ---------------------------------------------------------------------------------
     def class_id(self, label: str) -> int:
         return int(self.engine.classes.ids([label])[0])
