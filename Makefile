@@ -9,7 +9,7 @@ PORT ?= 7860
 MODEL ?= base
 ARGS ?=
 
-.PHONY: run test lint venv deps browser labelstudio bench space clean
+.PHONY: run test lint audit venv deps browser labelstudio bench space clean
 
 $(STAMP): pyproject.toml requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,7 +28,7 @@ browser:
 
 # Label Studio lives in its own virtualenv: it pins packages that clash with ours.
 labelstudio:
-	@test -x $(LS_VENV)/bin/label-studio || { $(PY) -m venv $(LS_VENV) && $(LS_VENV)/bin/python -m pip install -q --upgrade pip && $(LS_VENV)/bin/python -m pip install -q label-studio; }
+	@test -x $(LS_VENV)/bin/label-studio || { $(PY) -m venv $(LS_VENV) && $(LS_VENV)/bin/python -m pip install -q --upgrade pip && $(LS_VENV)/bin/python -m pip install -q 'label-studio>=1.20'; }
 
 run: $(STAMP) labelstudio
 	FLORENCE_UI_LS_VENV=$(LS_VENV) $(BIN)/python app.py --model $(MODEL) --host $(HOST) --port $(PORT) $(ARGS)
@@ -37,8 +37,12 @@ test: $(STAMP) browser labelstudio
 	FLORENCE_UI_LS_VENV=$(LS_VENV) $(BIN)/python -m pytest $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check florence_ui tests app.py benchmarks spaces
-	$(BIN)/ruff format --check florence_ui tests app.py benchmarks spaces
+	$(BIN)/ruff check florence_ui tests app.py benchmarks spaces tools
+	$(BIN)/ruff format --check florence_ui tests app.py benchmarks spaces tools
+
+# Known advisories vs installed versions and requirement minimums, plus pip-audit (security/ holds the policy).
+audit: $(STAMP)
+	$(BIN)/python tools/audit_deps.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_engine.py $(ARGS)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -23,15 +24,18 @@ import numpy as np
 import supervision as sv
 from PIL import Image
 
+from . import limits
 from .geometry import BoxError, loc_tokens, validate_box
 from .loading import LoadedModel, load_model, load_processor
 from .parsing import ClassRegistry, merge_rows_per_box, parse_one, text_input_box
 from .result import FlorenceResult
 from .scoring import SPECIAL_PIECES
-from .tasks import OutputKind, Task, get_task
+from .tasks import TASK_TOKENS, OutputKind, Task, get_task
 
 #: the decoder's position limit: Florence-2 cannot answer with more tokens
 MAX_NEW_TOKENS_LIMIT = 1024
+#: anything shaped like a token: ``<loc_5>``, ``<OD>``, ``</s>``, ``<poly>`` (checked against the real vocabulary)
+_TOKEN_LIKE = re.compile(r"</?[^<>\s]{1,64}>")
 
 
 class InputError(ValueError):
@@ -76,6 +80,10 @@ class FlorenceEngine:
         self._cache: OrderedDict[str, Any] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._model_lock = threading.Lock()
+        tok = self.processor.tokenizer
+        #: strings a user must not be able to type into a prompt: they would steer the task syntax
+        self._reserved = set(TASK_TOKENS) | set(tok.get_added_vocab()) | set(tok.all_special_tokens)
+        self._reserved.discard(tok.unk_token)
 
     @classmethod
     def from_pretrained(
@@ -134,12 +142,20 @@ class FlorenceEngine:
         """Task-token prompts to send, the validated boxes, and notes for the user."""
         notes: list[str] = []
         if task.needs_text:
-            if not text or not text.strip():
+            text = self.clean_text(text or "", notes)
+            if not text:
                 raise InputError(f"{task.name} needs a text prompt ({task.text_hint or 'some text'}).")
-            return [f"{task.token}{text.strip()}"], None, notes
+            return [f"{task.token}{text}"], None, notes
         if task.needs_boxes:
             if not boxes:
                 raise InputError(f"{task.name} needs at least one box drawn on the image.")
+            cap = limits.current().max_boxes
+            if len(boxes) > cap:
+                notes.append(
+                    f"{len(boxes)} boxes were given; only the first {cap} were run (the per-request limit, "
+                    "FLORENCE_UI_MAX_BOXES). Run the rest in another request."
+                )
+                boxes = list(boxes)[:cap]
             fixed: list[list[float]] = []
             for i, box in enumerate(boxes):
                 try:
@@ -154,6 +170,29 @@ class FlorenceEngine:
             notes.append(f"{task.name} takes no text; the text was ignored.")
         return [task.token], None, notes
 
+    def clean_text(self, text: str, notes: list[str]) -> str:
+        """A user's text prompt, made safe to splice after a task token.
+
+        Florence-2 reads ``<loc_N>``, task tokens and ``</s>`` typed into the text
+        as real tokens (a typed ``<loc_5>`` would become a location, a typed
+        ``<OD>`` would switch the task), so they are removed, with a note. Over-long
+        text is refused before it reaches the tokenizer.
+        """
+        text = text.strip()
+        cap = limits.current().max_text_chars
+        if len(text) > cap:
+            raise InputError(
+                f"The text prompt is {len(text):,} characters; the limit is {cap:,} (FLORENCE_UI_MAX_TEXT_CHARS). "
+                "Shorten it: Florence-2 grounds a sentence or a short list of phrases."
+            )
+        removed = sorted({m for m in _TOKEN_LIKE.findall(text) if m in self._reserved})
+        if removed:
+            text = _TOKEN_LIKE.sub(lambda m: " " if m.group(0) in self._reserved else m.group(0), text)
+            text = " ".join(text.split())
+            shown = ", ".join(removed[:5]) + (" …" if len(removed) > 5 else "")
+            notes.append(f"Removed model tokens from the text ({shown}): they cannot be typed into a prompt.")
+        return text
+
     def model_prompts(self, prompts: list[str]) -> list[str]:
         """Task-token prompts → the sentences the model actually reads."""
         return self.processor._construct_prompts(prompts)
@@ -167,7 +206,23 @@ class FlorenceEngine:
         tok = self.processor.tokenizer
         image_part = self.processor.image_token * self.num_image_tokens
         full = [image_part + tok.bos_token + p + tok.eos_token for p in self.model_prompts(prompts)]
-        return tok(full, add_special_tokens=False, padding=True, return_tensors="pt")
+        enc = tok(full, add_special_tokens=False, padding=True, return_tensors="pt")
+        limit = self.max_prompt_tokens
+        if limit is not None and enc["input_ids"].shape[1] > limit:
+            text_tokens = enc["input_ids"].shape[1] - self.num_image_tokens
+            raise InputError(
+                f"The prompt is {text_tokens} text tokens; with the image's {self.num_image_tokens} tokens that is "
+                f"more than the {limit} positions Florence-2 can read. Shorten the text."
+            )
+        return enc
+
+    @property
+    def max_prompt_tokens(self) -> int | None:
+        """Encoder positions (image + text tokens), from the model's config; None for a parse-only engine."""
+        if self.model is None:
+            return None
+        config = getattr(self.model.config, "text_config", self.model.config)
+        return int(getattr(config, "max_position_embeddings", 0)) or None
 
     # ---- image features ------------------------------------------------------------
     def pixel_values(self, image: Image.Image) -> Any:
@@ -244,7 +299,14 @@ class FlorenceEngine:
         ]
         timings["total_s"] = time.perf_counter() - started
         result.timings = timings
-        if truncated:
+        timeout = limits.current().request_timeout_s
+        if timings["generate_s"] >= timeout and not truncated:
+            result.truncated = truncated = True
+            result.notes.append(
+                f"The answer was stopped at the {timeout:g} s time limit (FLORENCE_UI_REQUEST_TIMEOUT): "
+                "some regions may be missing."
+            )
+        elif truncated:
             result.notes.append(
                 f"The answer was cut off at max_new_tokens={settings.max_new_tokens}: some regions may be missing."
             )
@@ -301,6 +363,7 @@ class FlorenceEngine:
                 attention_mask=enc["attention_mask"],
                 max_new_tokens=settings.max_new_tokens,
                 num_beams=settings.num_beams,
+                max_time=limits.current().request_timeout_s,
                 do_sample=False,
                 output_scores=True,
                 return_dict_in_generate=True,

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-#: refuse images above this many pixels (a decompression bomb or a gigapixel scan)
-MAX_PIXELS = 100_000_000
+from . import limits
+
 SUPPORTED = "JPEG, PNG, WebP, GIF, BMP or TIFF"
 
 
@@ -49,15 +49,31 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def open_image(source: str | Path | bytes | Image.Image | np.ndarray, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def _check_size(image: Image.Image, name: str, max_pixels: int) -> None:
+    if image.width * image.height > max_pixels:
+        raise ImageLoadError(
+            f"{name} is {image.width}×{image.height} pixels, more than the {max_pixels:,} allowed; "
+            "resize it first (operators: FLORENCE_UI_MAX_PIXELS)."
+        )
+    if image.width < 1 or image.height < 1:
+        raise ImageLoadError(f"{name} has no pixels ({image.width}×{image.height}).")
+
+
+def open_image(source: str | Path | bytes | Image.Image | np.ndarray, *, max_pixels: int | None = None) -> Image.Image:
     """Open a path, bytes, array or PIL image as an upright RGB ``PIL.Image``.
 
     The first frame of an animation is used. Raises :class:`ImageLoadError` for
-    anything that is not a readable image.
+    anything that is not a readable image. ``max_pixels`` (default: the
+    ``FLORENCE_UI_MAX_PIXELS`` limit) is checked from the header, before any
+    pixel is decoded, so a decompression bomb costs nothing; Pillow's own bomb
+    limit stays in force above it.
     """
     if source is None:
         raise ImageLoadError("No image: upload, paste or pick an example first.")
+    max_pixels = max_pixels or limits.current().max_pixels
     if isinstance(source, np.ndarray):
+        if source.size // max(1, source.shape[-1] if source.ndim == 3 else 1) > max_pixels:
+            raise ImageLoadError(f"An array of shape {source.shape} has more than the {max_pixels:,} pixels allowed.")
         try:
             array = source if source.dtype == np.uint8 else np.clip(source, 0, 255).astype(np.uint8)
             return to_rgb(Image.fromarray(array))
@@ -65,27 +81,31 @@ def open_image(source: str | Path | bytes | Image.Image | np.ndarray, *, max_pix
             raise ImageLoadError(f"An array of shape {source.shape} is not an image ({exc}).") from exc
     if isinstance(source, Image.Image):
         image = source
+        _check_size(image, "The image", max_pixels)
     else:
         name = _describe(source)
         if isinstance(source, str | Path) and not Path(source).is_file():
             raise ImageLoadError(f"The image file {name} does not exist.")
+        empty = len(source) == 0 if isinstance(source, bytes | bytearray) else Path(source).stat().st_size == 0
+        if empty:
+            raise ImageLoadError(f"{name} is empty (0 bytes): upload the image again.")
         stream = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                # our own cap (checked below from the header, before decoding) governs; Pillow's hard
+                # refusal at twice its MAX_IMAGE_PIXELS stays as the absolute bound
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 image = Image.open(stream)
-                if image.width * image.height > max_pixels:
-                    raise ImageLoadError(
-                        f"{name} is {image.width}×{image.height} pixels, more than the {max_pixels:,} allowed; "
-                        "resize it first."
-                    )
+                _check_size(image, name, max_pixels)
                 image.load()
         except ImageLoadError:
             raise
         except UnidentifiedImageError as exc:
             raise ImageLoadError(f"{name} is not an image this app can read; use {SUPPORTED}.") from exc
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise ImageLoadError(f"{name} is too large to open safely ({exc}).") from exc
+        except Image.DecompressionBombError as exc:
+            raise ImageLoadError(
+                f"{name} is too large to open safely (a possible decompression bomb); resize it first ({exc})."
+            ) from exc
         except (OSError, SyntaxError, ValueError) as exc:
             raise ImageLoadError(f"{name} looks damaged or truncated and cannot be decoded ({exc}).") from exc
     try:

@@ -40,9 +40,12 @@ def main() -> None:
     except ModelLoadError as exc:
         print(exc, file=sys.stderr)
         raise SystemExit(2) from None
+    from florence_ui.ui.app import launch_options
+
     demo.launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        **launch_options(),
     )
 
 

@@ -176,7 +176,9 @@ def register_api(controller: Controller, state: gr.State) -> None:
                  "explanation": t.explanation, "text_hint": t.text_hint} for t in TASKS]  # fmt: skip
 
     with gr.Column(visible=False, elem_id="api-components"):
-        image = gr.Image(type="filepath", label="image")
+        # a plain file, not gr.Image: gradio's image preprocessing fails on a bad upload with a bare "Error",
+        # whereas images.open_image explains every bad file (and applies EXIF orientation)
+        image = gr.File(type="filepath", label="image")
         task = gr.Textbox(value="<OD>", label="task")
         text = gr.Textbox(value="", label="text")
         boxes = gr.JSON(value=[], label="boxes")
@@ -194,7 +196,7 @@ def register_api(controller: Controller, state: gr.State) -> None:
         out_json = gr.JSON(label="results")
 
     common = {"triggers": [], "concurrency_limit": 4}
-    model = {"triggers": [], "concurrency_id": "model"}
+    model = {"triggers": [], "concurrency_id": "model", "concurrency_limit": 1}
     gr.on(fn=run_task, inputs=[state, image, task, text, boxes, max_new, beams], outputs=[state, out_image, out_json],
           api_name="run_task", **model)  # fmt: skip
     gr.on(fn=caption_and_ground, inputs=[state, image, caption_task], outputs=[state, out_image, out_json],

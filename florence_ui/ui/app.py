@@ -20,6 +20,7 @@ from typing import Any
 import gradio as gr
 from gradio_image_annotation import image_annotator
 
+from .. import limits
 from ..engine import MAX_NEW_TOKENS_LIMIT as MAX_TOKENS
 from ..engine import FlorenceEngine, GenerationSettings, InputError
 from ..images import ImageLoadError
@@ -182,7 +183,15 @@ def build_app(engine: FlorenceEngine, *, settings: GenerationSettings | None = N
                    teach_bins, teach_picker],
         )  # fmt: skip
         _wire(page, controller)
+    # a bounded queue: past queue_size waiting requests, new ones get "queue is full" instead of hours of waiting
+    demo.queue(max_size=limits.current().queue_size, default_concurrency_limit=1)
     return demo
+
+
+def launch_options(lim: limits.Limits | None = None) -> dict[str, Any]:
+    """Server-side limits for ``demo.launch``: the upload size cap (gradio refuses larger files with 413)."""
+    lim = lim or limits.current()
+    return {"max_file_size": lim.max_file_size}
 
 
 def _wire(c: SimpleNamespace, controller: Controller) -> None:
@@ -205,8 +214,8 @@ def _wire(c: SimpleNamespace, controller: Controller) -> None:
         try:
             changed = controller.set_input(session, value)
         except EXPECTED as exc:
-            controller.set_input(session, None)
-            return (session, None, *boxes_out(session), *failed(exc, 0))
+            # keep the previous picture, its boxes and its review: put the annotator back to them
+            return (session, annotator_value(session), *boxes_out(session), *failed(exc, 0))
         views_out = page_views(controller, session) if changed else skip_views
         return (session, gr.skip(), *boxes_out(session), *views_out)
 
@@ -305,7 +314,8 @@ def _wire(c: SimpleNamespace, controller: Controller) -> None:
 
     ui = {"api_visibility": "undocumented"}
     light = {**ui, "concurrency_limit": 8, "show_progress": "hidden"}
-    model = {**ui, "concurrency_id": "model", "show_progress_on": [c.result_image]}
+    # one model, one generate at a time: every model event (page and API) shares this queue slot
+    model = {**ui, "concurrency_id": "model", "concurrency_limit": 1, "show_progress_on": [c.result_image]}
     raw = {"preprocess": False}  # the annotator's payload goes to images.open_image as is (controller.image_source)
     annot.change(on_input, [state, annot], [state, annot, *box_outputs, *views], trigger_mode="always_last",
                  **light, **raw)  # fmt: skip
@@ -338,6 +348,6 @@ def launch(
 ) -> gr.Blocks:
     """Build the page and serve it (blocks until the server stops unless ``prevent_thread_lock``)."""
     demo = build_app(engine, settings=settings)
-    demo.queue(default_concurrency_limit=1)
-    demo.launch(server_name=host, server_port=port, share=share, footer_links=["api", "gradio", "settings"], **kwargs)
+    options = launch_options() | kwargs
+    demo.launch(server_name=host, server_port=port, share=share, footer_links=["api", "gradio", "settings"], **options)
     return demo

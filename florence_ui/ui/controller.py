@@ -119,9 +119,10 @@ class Controller:
         source = image_source(value)
         if source is None:
             changed = session.image is not None
+            session.archive_current()  # clearing the picture must not lose its review
             session.image, session.image_path, session.image_turns = None, None, 0
             session.boxes, session.results = [], []
-            session.review = ReviewSession()  # a cleared image starts over
+            session.review = ReviewSession()
             session.teach_run, session.status = None, ""
             return changed
         turns = int((value or {}).get("orientation") or 0) % 4
@@ -321,8 +322,8 @@ def status_markdown(result: Any, before: Any | None = None) -> str:
     for res in (before, result):
         if res is not None and res.truncated:
             lines.append(
-                f"> ⚠️ **Truncated:** {get_task(res.task).name} hit *max new tokens* before finishing; "
-                "some regions or words are missing. Raise *Max new tokens* and run again."
+                f"> ⚠️ **Truncated:** {get_task(res.task).name} stopped before finishing (*max new tokens* or "
+                "the time limit); some regions or words are missing. Raise *Max new tokens* and run again."
             )
     notes = [note for res in (before, result) if res is not None for note in res.notes if "cut off" not in note]
     lines += [f"- {note}" for note in notes]

@@ -7,6 +7,7 @@ not here: it is loaded once per process and shared (see ``FlorenceEngine``).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,9 @@ from PIL import Image
 from ..engine import image_key
 from ..labels import LabeledImage
 from ..review import ReviewSession
+
+#: how many earlier images' reviews one session keeps (results hold masks, so this is bounded)
+MAX_ARCHIVED = 20
 
 
 @dataclass
@@ -41,15 +45,39 @@ class UISession:
     #: the status line of the latest run (timings, warnings), kept to redraw the page
     status: str = ""
 
+    #: reviews of earlier images of this session, by image hash: going back to an image restores its work
+    archive: OrderedDict[str, tuple[ReviewSession, list[Any]]] = field(default_factory=OrderedDict)
+
     def set_image(self, image: Image.Image, name: str = "image.png") -> bool:
-        """Make ``image`` current; returns True when it is a different image (review reset)."""
+        """Make ``image`` current; returns True when it is a different image.
+
+        The review of the image being left is archived (not dropped), and an
+        image seen before in this session gets its review and runs back: a
+        reviewer who opens the wrong file, or compares two photos, loses nothing.
+        """
         image = image.convert("RGB") if image.mode != "RGB" else image
-        changed = self.review.start(image_key(image), image.size)
-        self.image, self.image_name = image, name
+        key = image_key(image)
+        changed = key != self.review.image_key
         if changed:
-            self.boxes, self.results = [], []
+            self.archive_current()
+            restored = self.archive.pop(key, None)
+            if restored is not None:
+                self.review, self.results = restored
+            else:
+                self.review, self.results = ReviewSession(), []
+                self.review.start(key, image.size)
+            self.boxes = []
             self.teach_run, self.status = None, ""
+        self.image, self.image_name = image, name
         return changed
+
+    def archive_current(self) -> None:
+        """Keep the current image's review (if it has anything) for a later return to that image."""
+        if self.review.image_key and self.review.items:
+            self.archive[self.review.image_key] = (self.review, self.results)
+            self.archive.move_to_end(self.review.image_key)
+            while len(self.archive) > MAX_ARCHIVED:
+                self.archive.popitem(last=False)
 
     def labeled_image(self) -> LabeledImage:
         """What the reviewer accepted on the current image."""

@@ -8,36 +8,12 @@ over the tiny random checkpoint (the real generate path). Each is built with
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
+from app_server import serve
+from launched_app import LaunchedApp, launch_app
 from recorded_engine import RecordedEngine
-
-from florence_ui.engine import GenerationSettings
-from florence_ui.ui.app import build_app
-
-TEST_SETTINGS = GenerationSettings(max_new_tokens=24, num_beams=1)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def serve(engine, settings: GenerationSettings = TEST_SETTINGS) -> Iterator[str]:
-    """Launch the app on 127.0.0.1:<free port>; yields its URL and stops it afterwards."""
-    demo = build_app(engine, settings=settings)
-    demo.queue(default_concurrency_limit=1)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +31,13 @@ def recorded_app(recorded_engine) -> Iterator[str]:
 def tiny_app(engine) -> Iterator[str]:
     with serve(engine) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def launched_app(tiny_checkpoint, tmp_path_factory) -> Iterator[LaunchedApp]:
+    """``python app.py`` on the tiny checkpoint in its own process (its own memory, its own upload cache)."""
+    app = launch_app(tiny_checkpoint, tmp_path_factory.mktemp("launched-app"))
+    try:
+        yield app
+    finally:
+        app.stop()

@@ -1,0 +1,78 @@
+"""The real ``app.py`` in its own process, on 127.0.0.1, for tests that need the server apart from pytest.
+
+Concurrency and memory figures must be the server's own (not mixed with the
+test's clients), and file-access tests need to know the server's upload
+cache (``GRADIO_TEMP_DIR``). The process is started in its own process group
+and killed with it when the test module ends.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from app_server import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class LaunchedApp:
+    url: str
+    process: subprocess.Popen
+    temp_dir: Path
+    log_path: Path
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the server process, from /proc."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+
+def launch_app(checkpoint: Path, folder: Path, extra_env: dict[str, str] | None = None) -> LaunchedApp:
+    """Start ``app.py --model <checkpoint>`` and wait until it answers (or fail with its log)."""
+    port = free_port()
+    temp_dir = folder / "gradio-cache"
+    temp_dir.mkdir(parents=True, exist_ok=True)
+    log_path = folder / "app.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LABEL_STUDIO_")}
+    env |= {"GRADIO_TEMP_DIR": str(temp_dir), "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    env |= extra_env or {}
+    command = [sys.executable, str(ROOT / "app.py"), "--model", str(checkpoint), "--device", "cpu", "--port", str(port),
+               "--max-new-tokens", "16", "--num-beams", "1", "--no-labelstudio"]  # fmt: skip
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)  # fmt: skip
+    app = LaunchedApp(f"http://127.0.0.1:{port}/", process, temp_dir, log_path)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"app.py exited with {process.returncode}:\n{app.log()}")
+        try:
+            with urllib.request.urlopen(app.url, timeout=2) as response:
+                if response.status == 200:
+                    return app
+        except OSError:
+            time.sleep(0.5)
+    app.stop()
+    raise RuntimeError(f"app.py did not answer within 180 s:\n{app.log()}")
