@@ -43,10 +43,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from florence_ui import FlorenceEngine, GenerationSettings, InputError, ModelLoadError
+    from florence_ui.limits import LimitsError, current
 
     try:
         settings = GenerationSettings(args.max_new_tokens, args.num_beams).checked()
-    except InputError as exc:
+        current()  # a malformed FLORENCE_UI_* limit stops the start, not every later request
+    except (InputError, LimitsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"Loading Florence-2 '{args.model}' (device {args.device}, dtype {args.dtype})…", flush=True)

@@ -58,7 +58,8 @@ class Limits:
             try:
                 value: object = raw if kind == "str" else (float(raw) if kind == "float" else int(raw))
             except ValueError as exc:
-                raise LimitsError(f"{var}={raw!r} is not a {kind} number.") from exc
+                what = "a whole number" if kind == "int" else "a number"
+                raise LimitsError(f"{var}={raw!r} is not {what}.") from exc
             if kind != "str" and value <= 0:  # type: ignore[operator]
                 raise LimitsError(f"{var} must be positive, got {raw!r}.")
             values[name] = value
