@@ -42,6 +42,33 @@ class InputError(ValueError):
     """The request cannot be run as given (missing text, no boxes, bad image)."""
 
 
+def _answers(generated_text: Any, spec: Task) -> list[str]:
+    """parse()'s answers as a list: one string, or (region tasks) one string per box; else InputError."""
+    if isinstance(generated_text, str):
+        return [generated_text]
+    if isinstance(generated_text, Sequence) and all(isinstance(t, str) for t in generated_text):
+        texts = list(generated_text)
+        if not texts:
+            raise InputError("No generated text to parse: give the answer (one per box for region tasks).")
+        if len(texts) > 1 and not spec.needs_boxes:
+            raise InputError(f"{spec.name} has one answer per image, got {len(texts)} generated texts.")
+        return texts
+    raise InputError(f"generated_text must be a string (or one string per box), got {type(generated_text).__name__}.")
+
+
+def _image_size(image_size: Any) -> tuple[int, int]:
+    """``(width, height)`` as two positive integers, else InputError (not IndexError, nor a 0×0 parse)."""
+    try:
+        if isinstance(image_size, str | bytes):
+            raise TypeError("a string is not a size")
+        width, height = (int(v) for v in image_size)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InputError(f"image_size must be (width, height) in pixels, got {image_size!r}.") from exc
+    if width < 1 or height < 1:
+        raise InputError(f"image_size must be positive, got {width}x{height}.")
+    return width, height
+
+
 @dataclass(frozen=True)
 class GenerationSettings:
     """Decoding knobs shown in the UI and CLI. Beams=3 is what Florence-2's authors use."""
@@ -327,11 +354,18 @@ class FlorenceEngine:
         tokens of ``text`` (as Florence-2's own prompts carry it) or of the answer.
         """
         spec = get_task(task)
-        texts = [generated_text] if isinstance(generated_text, str) else list(generated_text)
-        size = (int(image_size[0]), int(image_size[1]))
+        texts = _answers(generated_text, spec)
+        size = _image_size(image_size)
         if spec.needs_boxes and boxes is not None and len(boxes) != len(texts):
             raise InputError(f"{len(boxes)} boxes but {len(texts)} generated texts: one answer per box is needed.")
-        fixed = [list(validate_box(b, size).box) for b in boxes] if boxes is not None else None
+        fixed = None
+        if boxes is not None:
+            fixed = []
+            for i, box in enumerate(boxes):
+                try:
+                    fixed.append(list(validate_box(box, size).box))
+                except BoxError as exc:
+                    raise InputError(f"Box {i + 1}: {exc}") from exc
         result = self._assemble(spec, texts, None, size, text, fixed)
         result.raw = generated_text if isinstance(generated_text, str) else list(generated_text)
         return result

@@ -10,11 +10,14 @@ for the teaching view. Pure functions only.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 NUM_BINS = 1000
+#: the last bin: Florence-2's vocabulary has ``<loc_0>`` … ``<loc_999>`` and nothing beyond
+MAX_BIN = NUM_BINS - 1
 LOC_RE = re.compile(r"<loc_(\d+)>")
 
 Box = tuple[float, float, float, float]
@@ -38,15 +41,23 @@ def validate_box(box: Sequence[float], image_size: tuple[int, int]) -> BoxFix:
     Reversed corners are swapped, the box is clipped to the image, and a box
     that is zero-area after clipping is grown to at least one pixel (a click
     without a drag is still a valid, tiny region). A box entirely outside the
-    image is an error: there is nothing to ask about.
+    image is an error: there is nothing to ask about. So is anything but 4
+    finite numbers: NaN or ±inf mean the caller computed the box wrongly (an
+    infinite corner would silently become the image edge), and a string such
+    as ``"1234"`` is not 4 numbers even though it iterates as 4 digits.
     """
+    message = f"A box must be 4 numbers [x1, y1, x2, y2], all finite, got {box!r}"
+    if isinstance(box, str | bytes):
+        raise BoxError(message)
     try:
         values = [float(v) for v in box]
-    except (TypeError, ValueError) as exc:
-        raise BoxError(f"A box must be 4 numbers [x1, y1, x2, y2], got {box!r}") from exc
-    if len(values) != 4 or any(v != v for v in values):  # NaN check
-        raise BoxError(f"A box must be 4 numbers [x1, y1, x2, y2], got {box!r}")
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise BoxError(message) from exc
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise BoxError(message)
     width, height = image_size
+    if not (width >= 1 and height >= 1):  # also catches NaN sizes
+        raise BoxError(f"A {width}x{height} image has no pixels to put a box on")
     x1, y1, x2, y2 = values
     notes: list[str] = []
     if x1 > x2 or y1 > y2:
@@ -75,9 +86,32 @@ def loc_tokens(bins: Iterable[int]) -> str:
     return "".join(f"<loc_{int(b)}>" for b in bins)
 
 
+def clamp_bin(digits: str) -> int:
+    """The digits of a ``<loc_N>`` as a bin in ``0..MAX_BIN``.
+
+    The model can only emit ``<loc_0>`` … ``<loc_999>``, but text handed to
+    :meth:`parse` (a hand-edited JSONL row, a pasted answer) can say
+    ``<loc_1000>`` or ``<loc_99999999999999999999>``: unclamped, those become
+    boxes far outside the image or overflow torch's int64 in the processor's
+    dequantiser (and past 4300 digits overflow ``int()`` itself), so they are
+    read as the last bin. Leading zeros are ignored.
+    """
+    significant = digits.lstrip("0") or "0"
+    return MAX_BIN if len(significant) > len(str(MAX_BIN)) else min(int(significant), MAX_BIN)
+
+
+def canonical_locs(text: str) -> str:
+    """``text`` with every ``<loc_N>`` rewritten as an in-range bin (see :func:`clamp_bin`).
+
+    Run before the processor's parser, so every layer after it (dequantiser,
+    supervision, scoring, teaching view) only ever sees bins the model could emit.
+    """
+    return LOC_RE.sub(lambda m: f"<loc_{clamp_bin(m.group(1))}>", text)
+
+
 def parse_loc_bins(text: str) -> list[int]:
-    """All ``<loc_N>`` bins in a string, in order."""
-    return [int(m) for m in LOC_RE.findall(text)]
+    """All ``<loc_N>`` bins in a string, in order, clamped to ``0..MAX_BIN``."""
+    return [clamp_bin(m) for m in LOC_RE.findall(text)]
 
 
 def bin_to_pixel(bin_index: int, size: int) -> float:

@@ -139,10 +139,15 @@ class LabeledImage:
 
 
 def region_mask(region: Region, width: int, height: int) -> np.ndarray:
-    """A boolean mask for one region: its polygons filled, else its box."""
+    """A boolean mask for one region: its polygons filled, else its box.
+
+    A polygon with an odd number of coordinates (a hand-edited file) drops the
+    last one, as Florence-2's own parser does, instead of failing the reshape.
+    """
     mask = np.zeros((height, width), dtype=bool)
     if region.polygons:
         for flat in region.polygons:
+            flat = list(flat)[: len(flat) // 2 * 2]
             points = np.asarray(flat, dtype=np.float32).reshape(-1, 2).round().astype(np.int32)
             if len(points) >= 3:
                 mask |= sv.polygon_to_mask(points, (width, height)).astype(bool)

@@ -22,6 +22,7 @@ Regions without a name (``<REGION_PROPOSAL>``) get :data:`UNNAMED_LABEL`.
 from __future__ import annotations
 
 import math
+import re
 import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass, field
@@ -55,11 +56,22 @@ class MissingInProject(ValueError):
 
 
 # ---- what our labels need -----------------------------------------------------------
+#: characters XML 1.0 cannot hold at all (C0 controls but tab / newline / return, lone surrogates, U+FFFE/F)
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
 def label_of(region: Region) -> str:
-    """The category Label Studio (and COCO / YOLO) gets for a region."""
+    """The category Label Studio (and COCO / YOLO) gets for a region.
+
+    Labels become ``<Label value="...">`` attributes of the labeling config, so
+    what XML cannot carry is taken out: a NUL in a model's answer made the
+    config unparsable, and a tab or newline comes back from the attribute as a
+    space, so the project would lack the very label we generated it for. Runs
+    of whitespace therefore become one space, and characters XML forbids go.
+    """
     if region.is_text:
         return TEXT_LABEL if "OCR" in region.source_task else DESCRIPTION_LABEL
-    return region.label.strip() or UNNAMED_LABEL
+    return " ".join(_NOT_XML.sub("", region.label).split()) or UNNAMED_LABEL
 
 
 def shape_of(region: Region) -> str:
@@ -251,13 +263,29 @@ def _score(value: float | None) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else round(float(value), 4)
 
 
+def _clipped_span(a: float, b: float, size: int) -> tuple[float, float]:
+    """Two corners on one axis, ordered and clipped to ``0..size`` pixels."""
+    lo, hi = sorted((min(max(float(a), 0.0), float(size)), min(max(float(b), 0.0), float(size))))
+    return lo, hi
+
+
 def region_geometry(region: Region, width: int, height: int) -> list[dict[str, Any]]:
-    """The ``value`` geometry of a region, in percent: one dict per Label Studio region."""
+    """The ``value`` geometry of a region, in percent: one dict per Label Studio region.
+
+    Percentages keep 6 decimals, so ``value * size / 100`` gives the pixels back
+    within ``size * 5e-9`` px per coordinate (corners and polygon points; a
+    rectangle's far corner ``x + width`` within twice that). Geometry outside the
+    image is clipped to its edge, a rectangle's corners first, so ``width`` is
+    the part inside the image and the box never grows past it. A polygon with an
+    odd number of coordinates drops the last one (as Florence-2's own parser does).
+    """
     if shape_of(region) == POLYGONS:
         flats = region.polygons or [region.quad or []]
-        return [{"points": [[_pct(x, width), _pct(y, height)] for x, y in zip(flat[0::2], flat[1::2], strict=True)],
-                 "closed": True} for flat in flats if len(flat) >= 6]  # fmt: skip
+        pairs = [list(zip(flat[0::2], flat[1::2], strict=False)) for flat in flats]
+        return [{"points": [[_pct(x, width), _pct(y, height)] for x, y in points], "closed": True}
+                for points in pairs if len(points) >= 3]  # fmt: skip
     x1, y1, x2, y2 = region.xyxy
+    (x1, x2), (y1, y2) = _clipped_span(x1, x2, width), _clipped_span(y1, y2, height)
     return [{"x": _pct(x1, width), "y": _pct(y1, height), "width": _pct(x2 - x1, width),
              "height": _pct(y2 - y1, height), "rotation": 0}]  # fmt: skip
 

@@ -11,6 +11,7 @@ and the ``<loc_N>`` bins each row came from (for export and the teaching view).
 from __future__ import annotations
 
 import math
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 import supervision as sv
 
-from .geometry import LOC_RE, bins_to_xyxy, parse_loc_bins
+from .geometry import LOC_RE, bins_to_xyxy, canonical_locs, parse_loc_bins
 from .scoring import Instance, align, sequence_bins, sequence_score, text_pieces, walk_instances
 from .tasks import OutputKind, get_task
 
@@ -61,15 +62,49 @@ class Parsed:
     text_score: float = math.nan
 
 
+_NOT_TEXT = re.compile(rf"</?s>|<pad>|<unk>|{LOC_RE.pattern}")
+
+
 def clean_text(text: str) -> str:
-    """Drop special tokens and ``<loc_N>`` echoes from a text answer."""
-    for token in ("<s>", "</s>", "<pad>", "<unk>"):
-        text = text.replace(token, "")
-    return LOC_RE.sub("", text).strip()
+    """Drop special tokens and ``<loc_N>`` echoes from a text answer.
+
+    Repeated until nothing changes: one pass over ``<s</s>>`` or
+    ``<loc_<loc_1>2>`` would leave the ``<s>`` / ``<loc_2>`` its removal formed.
+    Each pass shortens the text, so this ends.
+    """
+    while True:
+        cleaned = _NOT_TEXT.sub("", text)
+        if cleaned == text:
+            return cleaned.strip()
+        text = cleaned
 
 
 def _post(processor: Any, task: str, text: str, image_size: tuple[int, int]) -> Any:
     return processor.post_process_generation(text, task=task, image_size=tuple(image_size))[task]
+
+
+def _tidy_boxes(xyxy: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """Corners in order (x1 ≤ x2, y1 ≤ y2) and inside the image.
+
+    The model is free to write ``<loc_900><loc_0><loc_100><loc_999>``: a
+    reversed box has a negative area that breaks annotators, NMS and exporters.
+    Swapping is what :func:`~florence_ui.geometry.validate_box` does for a
+    user's box, so a model's box is read the same way.
+    """
+    width, height = image_size
+    boxes = np.asarray(xyxy, dtype=np.float32).reshape(-1, 4)
+    lo, hi = np.minimum(boxes[:, :2], boxes[:, 2:]), np.maximum(boxes[:, :2], boxes[:, 2:])
+    out = np.concatenate([lo, hi], axis=1)
+    out[:, 0::2] = out[:, 0::2].clip(0, width)
+    out[:, 1::2] = out[:, 1::2].clip(0, height)
+    return out
+
+
+def _from_vlm(task: str, parsed: Any, size: tuple[int, int]) -> sv.Detections:
+    """supervision's Florence-2 reader, with its boxes tidied (see :func:`_tidy_boxes`)."""
+    det = sv.Detections.from_vlm(sv.VLM.FLORENCE_2, {task: parsed}, resolution_wh=size)
+    det.xyxy = _tidy_boxes(det.xyxy, size)
+    return det
 
 
 def _empty(image_size: tuple[int, int], with_mask: bool = False) -> sv.Detections:
@@ -124,7 +159,7 @@ def _boxes_task(processor, task, text, size, pieces, registry) -> sv.Detections:
     dequant = _dequantizer(processor, size)
     if task == "<OPEN_VOCABULARY_DETECTION>":
         return _ovd(parsed, size, instances, dequant, registry, task, pieces)
-    det = sv.Detections.from_vlm(sv.VLM.FLORENCE_2, {task: parsed}, resolution_wh=size)
+    det = _from_vlm(task, parsed, size)
     if task == "<OCR_WITH_REGION>":
         coords = [list(q) for q in parsed["quad_boxes"]]
         names = [clean_text(label) for label in parsed["labels"]]
@@ -137,7 +172,7 @@ def _boxes_task(processor, task, text, size, pieces, registry) -> sv.Detections:
 
 def _ovd(parsed, size, instances, dequant, registry, task, pieces) -> sv.Detections:
     """Open-vocabulary detection may answer with boxes, polygons, or both."""
-    det = sv.Detections.from_vlm(sv.VLM.FLORENCE_2, {task: parsed}, resolution_wh=size)
+    det = _from_vlm(task, parsed, size)
     names = [str(n) for n in parsed["bboxes_labels"]]
     matched = align([list(b) for b in parsed["bboxes"]], instances, dequant)
     scores, bins = _scores(matched), _bins(matched)
@@ -167,7 +202,7 @@ def _ovd(parsed, size, instances, dequant, registry, task, pieces) -> sv.Detecti
 def _segmentation(processor, task, text, size, pieces, label, registry) -> sv.Detections:
     """Referring-expression / region segmentation: polygons → masks (+ the polygons)."""
     parsed = _post(processor, task, text, size)
-    det = sv.Detections.from_vlm(sv.VLM.FLORENCE_2, {task: parsed}, resolution_wh=size)
+    det = _from_vlm(task, parsed, size)
     polys = _polygons_of(parsed["polygons"])
     det.data["polygons"] = _object_array(polys)
     score, bins = sequence_score(pieces), sequence_bins(pieces)
@@ -183,7 +218,7 @@ def _region_text(task, text, size, pieces, prompt_box, registry) -> sv.Detection
         xyxy = np.array([bins_to_xyxy(bins[:4], size)], dtype=np.float32)
     else:
         return _finish(_empty(size), [], task, registry, [], [])
-    det = sv.Detections(xyxy=xyxy)
+    det = sv.Detections(xyxy=_tidy_boxes(xyxy, size))
     return _finish(det, [clean_text(text)], task, registry, [sequence_score(pieces)], [bins])
 
 
@@ -195,6 +230,13 @@ def _dequantizer(processor, size):
         return processor.post_processor.dequantize(tensor, size=size).flatten().tolist()
 
     return to_pixels
+
+
+def _nan_mean(values: np.ndarray) -> float:
+    """Mean of the known values, NaN when none is known (parse() scores are all NaN) — without numpy's warning."""
+    known = np.asarray(values, dtype=np.float64)
+    known = known[np.isfinite(known)]
+    return float(known.mean()) if len(known) else math.nan
 
 
 def _scores(matched: list[Instance | None]) -> list[float]:
@@ -216,9 +258,16 @@ def parse_one(
     text_input: str | None = None,
     prompt_box: Sequence[float] | None = None,
 ) -> Parsed:
-    """Parse one generated sequence of ``task`` (one prompt box for region tasks)."""
+    """Parse one generated sequence of ``task`` (one prompt box for region tasks).
+
+    Any text parses: ``<loc_N>`` past the last bin is read as the last bin
+    (:func:`~florence_ui.geometry.canonical_locs`), boxes come out ordered and
+    inside the image, and an answer with nothing to parse (truncated, no
+    ``<loc_N>``, stray special or task tokens) gives no rows rather than an error.
+    """
     spec = get_task(task)
     size = (int(image_size[0]), int(image_size[1]))
+    text = canonical_locs(text)
     pieces = pieces if pieces is not None else text_pieces(text)
     if spec.output is OutputKind.TEXT:
         answer = clean_text(_post(processor, spec.token, text, size))
@@ -263,7 +312,7 @@ def merge_rows_per_box(
                 xyxy=np.array([[*det.xyxy[:, :2].min(0), *det.xyxy[:, 2:].max(0)]], dtype=np.float32), mask=mask
             )
             row.class_id = det.class_id[:1]
-            row.confidence = np.array([np.nanmean(det.confidence)], dtype=np.float32)
+            row.confidence = np.array([_nan_mean(det.confidence)], dtype=np.float32)
             row.data[CLASS_NAME] = det.data[CLASS_NAME][:1]
             row.data["source_task"] = det.data["source_task"][:1]
             row.data["loc_bins"] = _object_array([[b for item in det.data["loc_bins"] for b in item]])
@@ -276,6 +325,8 @@ def merge_rows_per_box(
 
 
 def text_input_box(text_input: str | None, image_size: tuple[int, int]) -> list[float] | None:
-    """The pixel box a ``<loc_N>`` region prompt names (for parse() without boxes)."""
+    """The pixel box a ``<loc_N>`` region prompt names (for parse() without boxes), corners ordered."""
     bins = parse_loc_bins(text_input or "")
-    return list(bins_to_xyxy(bins[:4], image_size)) if len(bins) >= 4 else None
+    if len(bins) < 4:
+        return None
+    return [float(v) for v in _tidy_boxes(np.array([bins_to_xyxy(bins[:4], image_size)]), image_size)[0]]

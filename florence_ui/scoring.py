@@ -19,6 +19,8 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from .geometry import clamp_bin
+
 _LOC = re.compile(r"^<loc_(\d+)>$")
 _PIECES = re.compile(r"<loc_\d+>|</?s>|<pad>|<[a-z_/]+>|[^<]+|<")
 SPECIAL_PIECES = frozenset({"<s>", "</s>", "<pad>", "<unk>"})
@@ -58,7 +60,7 @@ def walk_instances(pieces: Iterable[tuple[str, float]], group: int) -> list[Inst
             continue
         match = _LOC.match(piece)
         if match:
-            run.append((int(match.group(1)), prob))
+            run.append((clamp_bin(match.group(1)), prob))
             continue
         if run:
             flush()
@@ -81,7 +83,7 @@ def sequence_bins(pieces: Iterable[tuple[str, float]]) -> list[int]:
     for piece, _ in pieces:
         match = _LOC.match(piece)
         if match:
-            out.append(int(match.group(1)))
+            out.append(clamp_bin(match.group(1)))
     return out
 
 
