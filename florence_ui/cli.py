@@ -186,7 +186,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     label_map = _label_map(args.map)
     items = _labeled(args)
     try:
-        conn = Connection.of(LSSettings(url=args.url, api_key=args.api_key))
+        conn = Connection.of(LSSettings.from_env(url=args.url, api_key=args.api_key))
         project, created = _project_id(conn, args.project, items)
         report = push_images(conn, project, items, missing="map" if label_map else args.missing, label_map=label_map,
                              image_url=args.image_url)  # fmt: skip
@@ -307,7 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", nargs="+", help="results.jsonl file(s)")
     p.add_argument("--url", default=os.environ.get("LABEL_STUDIO_URL"), help="Label Studio URL ($LABEL_STUDIO_URL)")
     p.add_argument(
-        "--api-key", default=os.environ.get("LABEL_STUDIO_API_KEY"), help="API token ($LABEL_STUDIO_API_KEY)"
+        "--api-key",
+        default=os.environ.get("LABEL_STUDIO_API_KEY"),
+        help="API token; prefer $LABEL_STUDIO_API_KEY (a flag shows in `ps` and shell history)",
     )
     p.add_argument("--project", required=True, help="project title (created if missing) or numeric id")
     p.add_argument("--min-confidence", type=float, default=None, help="drop regions/texts scored below this")

@@ -10,10 +10,15 @@ Guarantees the UI and the CLI rely on:
   (:data:`~florence_ui.labelstudio.HASH_KEY`); a push first looks the hash up,
   so pushing an image again updates its prediction instead of adding a task,
   even after a restart or when an earlier push died halfway.
-* **Nothing lost.** A failing server (unreachable, 401, 5xx, timeout) becomes a
-  :class:`LabelStudioError` with a message a person can act on, or a failed
-  entry in the :class:`PushReport`; the caller's items are never modified, so a
-  retry pushes the same regions again.
+* **Nothing lost.** A failing server (unreachable, 401, 5xx, timeout, a
+  project deleted meanwhile) becomes a :class:`LabelStudioError` with a message
+  a person can act on, or a failed entry in the :class:`PushReport`; the
+  caller's items are never modified, so a retry pushes the same regions again.
+* **No duplicates on retry.** Requests that create something (project, task,
+  prediction, upload) are never re-sent by the SDK's automatic retries: a 5xx
+  or a dropped connection can come *after* the server stored the object, and a
+  blind re-send would store it twice. Reads and updates keep the retries; the
+  next push finds what was stored by its hash and updates it.
 * **The API key stays secret.** It is never part of a message, a ``repr`` or a
   log line (:meth:`LSSettings.redact` scrubs every message we build).
 """
@@ -41,26 +46,18 @@ from .labelstudio import (
     task_data,
     to_prediction,
 )
+from .labelstudio_errors import LabelStudioError, calls
 
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "http://localhost:8080"
+DEFAULT_PROJECT_TITLE = "Florence-2 pre-annotations"
+#: seconds to wait for an answer (LSSettings.from_env reads this variable; the SDK's own default is 60)
+TIMEOUT_ENV = "FLORENCE_UI_LS_TIMEOUT"
+#: request options for calls that create something: no automatic re-send (see "No duplicates on retry")
+CREATE_ONCE: dict[str, Any] = {"max_retries": 0}
 #: how the caller settles labels the project lacks (see :func:`push_images`)
 MISSING_CHOICES = ("ask", "add", "map", "leave_out")
-
-
-class LabelStudioError(RuntimeError):
-    """A Label Studio call failed; the message is safe to show (no API key, no headers)."""
-
-    def __init__(self, message: str, kind: str = "request", status: int | None = None) -> None:
-        super().__init__(message)
-        self.kind = kind  # unreachable | timeout | auth | server | request | not_found
-        self.status = status
-
-    @property
-    def fatal(self) -> bool:
-        """No point trying the next image: the server is away or refuses us."""
-        return self.kind in ("unreachable", "timeout", "auth")
 
 
 @dataclass
@@ -74,9 +71,19 @@ class LSSettings:
 
     @classmethod
     def from_env(cls, **overrides: Any) -> LSSettings:
-        """The SDK's conventions: ``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY``."""
-        values = {"url": os.environ.get("LABEL_STUDIO_URL", DEFAULT_URL),
-                  "api_key": os.environ.get("LABEL_STUDIO_API_KEY", "")}  # fmt: skip
+        """The SDK's conventions: ``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY``; ``FLORENCE_UI_LS_TIMEOUT``.
+
+        The timeout is configurable because a slow server (a big project, a busy
+        machine) should not have to be waited on for 30 s, nor cut off at 30 s.
+        """
+        values: dict[str, Any] = {"url": os.environ.get("LABEL_STUDIO_URL", DEFAULT_URL),
+                                  "api_key": os.environ.get("LABEL_STUDIO_API_KEY", "")}  # fmt: skip
+        try:
+            timeout = float(os.environ.get(TIMEOUT_ENV) or 0)
+        except ValueError:
+            timeout = 0.0
+        if timeout > 0:
+            values["timeout"] = timeout
         values.update({k: v for k, v in overrides.items() if v not in (None, "")})
         return cls(**values)
 
@@ -96,7 +103,8 @@ class LSSettings:
             raise LabelStudioError("No Label Studio API key: paste one from Account & Settings in Label Studio "
                                    "(or set LABEL_STUDIO_API_KEY).", kind="auth")  # fmt: skip
         if not self.base_url.startswith(("http://", "https://")):
-            raise LabelStudioError(f"The Label Studio URL must start with http:// or https:// (got {self.base_url!r}).")
+            raise LabelStudioError(self.redact(f"The Label Studio URL must start with http:// or https:// "
+                                              f"(got {self.base_url!r})."))  # fmt: skip
         with calls(self, "connect"):
             return LabelStudio(base_url=self.base_url, api_key=self.api_key.strip(), timeout=self.timeout,
                                max_retries=self.max_retries)  # fmt: skip
@@ -132,58 +140,6 @@ class Connection:
         return f"{self.project_url(project_id)}?task={task_id}"
 
 
-@contextmanager
-def calls(settings: LSSettings, what: str) -> Iterator[None]:
-    """Turn SDK / network exceptions into one :class:`LabelStudioError` with a clear, key-free message."""
-    import httpx
-    from label_studio_sdk.core.api_error import ApiError
-
-    where = settings.base_url
-    try:
-        yield
-    except LabelStudioError:
-        raise
-    except ApiError as exc:
-        status = exc.status_code
-        detail = _detail(exc.body)
-        if status in (401, 403):
-            msg = (f"Label Studio at {where} refused the API key ({status}: {detail or 'unauthorized'}). Use a "
-                   "personal access token, or a legacy token where the organization allows legacy tokens.")  # fmt: skip
-            kind = "auth"
-        elif status == 404:
-            msg, kind = f"{what}: not found on Label Studio at {where} ({detail or 'deleted?'}).", "not_found"
-        elif status is not None and status >= 500:
-            msg, kind = f"{what}: Label Studio at {where} failed with a server error ({status}). Try again.", "server"
-        else:
-            msg, kind = f"{what}: Label Studio rejected the request ({status}): {detail}", "request"
-        raise LabelStudioError(settings.redact(msg), kind=kind, status=status) from None
-    except httpx.TimeoutException:
-        raise LabelStudioError(f"{what}: Label Studio at {where} did not answer within {settings.timeout:g}s.",
-                               kind="timeout") from None  # fmt: skip
-    except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.NetworkError):
-        raise LabelStudioError(f"{what}: cannot reach Label Studio at {where}. Is it running, and is the URL right?",
-                               kind="unreachable") from None  # fmt: skip
-    except httpx.HTTPError as exc:
-        raise LabelStudioError(settings.redact(f"{what}: {type(exc).__name__} talking to {where}."),
-                               kind="unreachable") from None  # fmt: skip
-    except ValueError as exc:  # an answer the SDK could not read (JSON / schema): not a Label Studio we know
-        raise LabelStudioError(f"{what}: unexpected answer from {where} ({type(exc).__name__}); is it Label Studio?",
-                               kind="request") from None  # fmt: skip
-
-
-def _detail(body: Any) -> str:
-    """The server's own explanation, short; HTML error pages (not Label Studio answering) say nothing useful."""
-    if isinstance(body, dict):
-        errors = body.get("validation_errors") or {}
-        parts = [str(body.get("detail") or "")] + [f"{k}: {v}" for k, v in errors.items()]
-        text = "; ".join(p for p in parts if p) or json.dumps(body)[:300]
-    else:
-        text = str(body or "").strip()
-        if text.startswith("<"):
-            text = "an HTML page, not Label Studio's API: is the URL right?"
-    return text[:500]
-
-
 # ---- connection and projects ------------------------------------------------------------
 def whoami(client_or_settings: Any) -> str:
     """``"admin@example.com (user #1) at http://…"``: what "Test connection" shows."""
@@ -203,19 +159,36 @@ def list_projects(client_or_settings: Any) -> list[tuple[int, str]]:
 
 def create_project(client_or_settings: Any, title: str, items: list[LabeledImage],
                    min_confidence: float | None = None) -> int:  # fmt: skip
-    """A new project whose labeling config is generated from what is being pushed."""
+    """A new project whose labeling config is generated from what is being pushed (sent once, never re-sent)."""
     conn = Connection.of(client_or_settings)
-    title = (title or "").strip() or "Florence-2 pre-annotations"
+    title = project_title(title)
     with conn.calls("Create project"):
         project = conn.client.projects.create(title=title, label_config=generate_label_config(items, min_confidence),
-                                              description="Pre-annotations from florence-ui")  # fmt: skip
+                                              description="Pre-annotations from florence-ui",
+                                              request_options=CREATE_ONCE)  # fmt: skip
     return int(project.id)
+
+
+def project_title(title: str | None) -> str:
+    """The title :func:`create_project` gives a project (callers look a lost creation up by it)."""
+    return (title or "").strip() or DEFAULT_PROJECT_TITLE
+
+
+def project_gone(conn: Connection, project_id: int) -> LabelStudioError:
+    return LabelStudioError(f"Project {project_id} no longer exists in Label Studio at {conn.settings.base_url} "
+                            "(deleted?). Pick another project or create a new one; your accepted regions are kept.",
+                            kind="project_gone", status=404)  # fmt: skip
 
 
 def project_schema(client_or_settings: Any, project_id: int) -> tuple[ProjectSchema, str]:
     conn = Connection.of(client_or_settings)
-    with conn.calls(f"Read project {project_id}"):
-        config = conn.client.projects.get(id=int(project_id)).label_config
+    try:
+        with conn.calls(f"Read project {project_id}"):
+            config = conn.client.projects.get(id=int(project_id)).label_config
+    except LabelStudioError as exc:
+        if exc.kind == "not_found":
+            raise project_gone(conn, project_id) from None
+        raise
     try:
         return ProjectSchema.from_config(config), config
     except ValueError as exc:
@@ -272,6 +245,7 @@ class PushReport:
     project_url: str
     images: list[ImagePush] = field(default_factory=list)
     error: str | None = None  # what stopped the push early
+    error_kind: str | None = None  # its LabelStudioError.kind ("project_gone": retrying here cannot work)
 
     @property
     def ok(self) -> bool:
@@ -296,9 +270,10 @@ class PushReport:
             lines += [f"  - left out: {why}" for why in i.left_out]
         if self.error:
             pending = sum(1 for i in self.images if i.status != "created" and i.status != "updated")
+            again = ("Push again to retry: images already in Label Studio are updated, not duplicated."
+                     if self.error_kind != "project_gone" else "Push them to another project.")  # fmt: skip
             lines.append(f"\n**Push stopped:** {self.error}\n\nYour accepted regions are kept; {pending} image(s) "
-                         "not pushed yet. Push again to retry: images already in Label Studio are updated, "
-                         "not duplicated.")  # fmt: skip
+                         f"not pushed yet. {again}")  # fmt: skip
         return "\n".join(lines)
 
 
@@ -333,9 +308,10 @@ def push_images(
 
     Images already in the project (same image hash) get their prediction from
     this model updated. With ``verify``, each task is read back and compared.
-    A fatal error (unreachable, 401, timeout) stops the push and is returned in
-    ``PushReport.error``; per-image errors are on the image. Raises
-    :class:`LabelStudioError` only when nothing could start (bad key, no project).
+    A fatal error (unreachable, 401, timeout, the project deleted meanwhile)
+    stops the push and is returned in ``PushReport.error``; per-image errors are
+    on the image. Raises :class:`LabelStudioError` only when nothing could start
+    (bad key, no project).
     """
     if missing not in MISSING_CHOICES:
         raise ValueError(f"missing must be one of {MISSING_CHOICES}")
@@ -359,12 +335,23 @@ def push_images(
             if verify:
                 _verify(conn, entry, conversion.prediction)
         except LabelStudioError as exc:
+            if not exc.fatal and _project_is_gone(conn, project):  # deleted mid-push: 404s / 400s from here on
+                exc = project_gone(conn, project)
             entry.status, entry.error = "failed", str(exc)
             log.warning("push of %s failed: %s", entry.name, exc)
             if exc.fatal:
-                report.error = str(exc)
+                report.error, report.error_kind = str(exc), exc.kind
                 break
     return report
+
+
+def _project_is_gone(conn: Connection, project_id: int) -> bool:
+    """True only when Label Studio says the project does not exist (any other failure: don't know, False)."""
+    try:
+        project_schema(conn, project_id)
+    except LabelStudioError as exc:
+        return exc.kind == "project_gone"
+    return False
 
 
 def find_task(client_or_settings: Any, project_id: int, image_hash: str) -> Any | None:
@@ -395,7 +382,7 @@ def upload_image(conn: Connection, project_id: int, item: LabeledImage) -> tuple
         # The SDK has no public upload helper; its HTTP client adds auth (and token refresh) and retries.
         response = conn.client._client_wrapper.httpx_client.request(
             f"api/projects/{int(project_id)}/import", method="POST", params={"commit_to_project": "false"},
-            files={"file": (name, item.image_bytes(), mime)})  # fmt: skip
+            files={"file": (name, item.image_bytes(), mime)}, request_options=CREATE_ONCE)  # fmt: skip
         if response.status_code >= 400:
             try:
                 body = response.json()
@@ -430,7 +417,8 @@ def _push_one(conn: Connection, project: int, schema: ProjectSchema, item: Label
             reference = _image_reference(item, image_url)
         extra = {"file_upload": upload_id} if upload_id is not None else {}
         with conn.calls(f"Create the task for {entry.name}"):
-            task = conn.client.tasks.create(project=project, data=task_data(item, reference, schema), **extra)
+            task = conn.client.tasks.create(project=project, data=task_data(item, reference, schema),
+                                            request_options=CREATE_ONCE, **extra)  # fmt: skip
         entry.status, existing = "created", []
     else:
         entry.status = "updated"
@@ -444,7 +432,8 @@ def _push_one(conn: Connection, project: int, schema: ProjectSchema, item: Label
             newest = max(existing, key=lambda p: _pred_id(p))
             saved = conn.client.predictions.update(id=_pred_id(newest), **fields)
         else:
-            saved = conn.client.predictions.create(task=int(task.id), project=project, **fields)
+            saved = conn.client.predictions.create(task=int(task.id), project=project, request_options=CREATE_ONCE,
+                                                   **fields)  # fmt: skip
     entry.prediction_id = int(saved.id)
 
 

@@ -189,9 +189,11 @@ def build_app(engine: FlorenceEngine, *, settings: GenerationSettings | None = N
 
 
 def launch_options(lim: limits.Limits | None = None) -> dict[str, Any]:
-    """Server-side limits for ``demo.launch``: the upload size cap (gradio refuses larger files with 413)."""
+    """Server-side options for ``demo.launch``: the upload size cap (gradio refuses larger files with 413), and
+    no run history (it would keep every event's inputs, uploads and typed keys included, in the browser's
+    localStorage, and can sync them to a Hugging Face bucket)."""
     lim = lim or limits.current()
-    return {"max_file_size": lim.max_file_size}
+    return {"max_file_size": lim.max_file_size, "run_history": False}
 
 
 def _wire(c: SimpleNamespace, controller: Controller) -> None:

@@ -6,13 +6,19 @@ them without a browser. What they promise:
 
 * The API key typed into the page is kept in the session (a :class:`Secret`,
   whose ``repr`` hides it), the key box is cleared once stored, and no output,
-  message or log line contains it. Left empty, the key comes from the
-  environment (``LABEL_STUDIO_API_KEY``, also set by the embedded local Label
-  Studio) and never reaches the page at all.
+  message or log line contains it. The tab's events are kept out of Gradio's
+  run history, which saves every public event's inputs (so the typed key) in
+  the browser's localStorage. Left empty, the key comes from the environment
+  (``LABEL_STUDIO_API_KEY``, also set by the embedded local Label Studio) and
+  never reaches the page at all.
 * A failing Label Studio or bad input gives a message, never a crash; the
   accepted regions stay in the review, so a second push retries them (pushes
   are idempotent: the same image updates its task).
-* A new project is created once per session; later pushes go to it.
+* A new project is created once per session; later pushes go to it. A
+  creation whose answer was lost (timeout, 5xx, dropped connection) is found
+  again by title on the next push instead of being created twice, and a
+  project deleted in Label Studio meanwhile is forgotten, so the next push
+  makes a new one (an existing project that was deleted drops out of the list).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from ..labelstudio_client import (
     check_project,
     create_project,
     list_projects,
+    project_title,
     push_images,
     whoami,
 )
@@ -155,6 +162,43 @@ def on_check(session: Any, url: str | None, key: str | None, mode: str, project:
     return session, _cleared_key(), message, _mapping_rows(check)
 
 
+def new_project(session: Any, settings: LSSettings, title: str | None, items: list[LabeledImage]) -> int | None:
+    """The session's "New project": created once; returns its id when this call created or found it.
+
+    Before creating, the ids of the projects already bearing the title are
+    noted. A creation can fail on our side yet happen on the server (its answer
+    lost, too slow, or a 5xx sent after the work): the next call then finds the
+    project that appeared under that title and adopts it instead of creating a
+    second one.
+    """
+    ls = session.labelstudio
+    if ls.get("created_project") is not None:
+        return None
+    title = project_title(title)
+    pending = ls.get("creating")
+    titled = {pid for pid, t in list_projects(settings) if t.strip() == title}
+    if pending and pending[0] == title and titled - pending[1]:
+        project = max(titled - pending[1])  # the creation that seemed to fail did happen
+    else:
+        ls["creating"] = (title, titled)
+        project = create_project(settings, title, items)
+    ls["created_project"] = project
+    ls.pop("creating", None)
+    return project
+
+
+def _project_gone(session: Any, settings: LSSettings, project: Any) -> Any:
+    """A project deleted in Label Studio: forget it if the session made it; the dropdown without it."""
+    if session.labelstudio.get("created_project") == project:
+        session.labelstudio.pop("created_project")
+    if session.labelstudio.get("project") == project:
+        session.labelstudio.pop("project")
+    try:
+        return gr.update(choices=_choices(list_projects(settings)), value=None)
+    except LabelStudioError:
+        return gr.skip()
+
+
 def _label_map(rows: Any) -> dict[str, str]:
     if rows is None:
         return {}
@@ -167,16 +211,16 @@ def on_push(session: Any, url: str | None, key: str | None, mode: str, project: 
     """Push → (session, key box update, summary markdown, project dropdown update)."""
     remember_connection(session, url, key)
     dropdown = gr.skip()
+    settings = None
     try:
         items = current_items(session)
         settings = settings_of(session)
         if source == "url" and not (image_url or "").strip():
             raise ValueError("Give the image's URL or local-files path, or choose to upload the image.")
-        if mode == NEW:
-            project = session.labelstudio.get("created_project")
-            if project is None:  # once per session: a second push goes to the same project
-                project = create_project(settings, title, items)
-                session.labelstudio["created_project"] = project
+        if mode == NEW:  # once per session: a second push goes to the same project
+            created = new_project(session, settings, title, items)
+            project = session.labelstudio["created_project"]
+            if created is not None:
                 dropdown = gr.update(choices=_choices(list_projects(settings)), value=project)
         elif project in (None, ""):
             raise ValueError("Pick a project (Test connection lists them) or choose “New project”.")
@@ -185,11 +229,25 @@ def on_push(session: Any, url: str | None, key: str | None, mode: str, project: 
                              image_url=image_url.strip() if source == "url" else None)  # fmt: skip
     except MissingInProject as exc:
         return session, _cleared_key(), f"> ⚠️ {exc.check.describe()}".replace("\n", "\n>\n> "), dropdown
+    except LabelStudioError as exc:
+        if exc.kind == "project_gone" and settings is not None:
+            dropdown = _project_gone(session, settings, int(project))
+            return session, _cleared_key(), _fail(exc) + _GONE_NEXT[mode == NEW], dropdown
+        return session, _cleared_key(), _fail(exc), dropdown
     except Exception as exc:  # noqa: BLE001
         return session, _cleared_key(), _fail(exc), dropdown
+    if report.error_kind == "project_gone":
+        dropdown = _project_gone(session, settings, int(project))
     head = "✅ Pushed and verified" if report.ok else "⚠️ Push incomplete"
     summary = f"{head} — [project {project}]({report.project_url})\n\n{report.summary()}"
+    if report.error_kind == "project_gone":
+        summary += _GONE_NEXT[mode == NEW]
     return session, _cleared_key(), summary, dropdown
+
+
+#: what to do after "project deleted", for an existing project (False) and the session's new project (True)
+_GONE_NEXT = {False: "\n\nThe project list is refreshed: pick another project, or choose “New project”.",
+              True: "\n\nPush again to create a new project for these labels."}  # fmt: skip
 
 
 def on_download(session: Any, fmt: str) -> tuple:
@@ -254,11 +312,18 @@ def build(session_state: gr.State) -> None:
         files = gr.File(label="Files", file_count="multiple", interactive=False, elem_id="ls-files")
         dl_md = gr.Markdown(elem_id="ls-download-result")
 
+    # "undocumented", not Gradio's default "public": the browser saves the inputs of every public event in its
+    # run history (localStorage, optionally synced to a Hugging Face bucket), and the key box is one of our
+    # inputs. Undocumented events are left out of that history and of the API page, yet stay callable by name.
+    hidden = {"api_visibility": "undocumented"}
     conn = [session_state, url, key]
-    test_btn.click(on_test, conn, [session_state, conn_md, key, project])
-    refresh_btn.click(on_refresh, conn, [session_state, conn_md, key, project])
-    check_btn.click(on_check, [*conn, mode, project], [session_state, key, check_md, mapping])
+    test_btn.click(on_test, conn, [session_state, conn_md, key, project], api_name="labelstudio_test", **hidden)
+    refresh_btn.click(on_refresh, conn, [session_state, conn_md, key, project], api_name="labelstudio_refresh",
+                      **hidden)  # fmt: skip
+    check_btn.click(on_check, [*conn, mode, project], [session_state, key, check_md, mapping],
+                    api_name="labelstudio_check", **hidden)  # fmt: skip
     push_btn.click(on_push, [*conn, mode, project, title, missing, mapping, source, image_url],
-                   [session_state, key, push_md, project])  # fmt: skip
+                   [session_state, key, push_md, project], api_name="labelstudio_push", **hidden)  # fmt: skip
     for fmt, button in buttons.items():
-        button.click(lambda s, f=fmt: on_download(s, f), [session_state], [files, dl_md])
+        button.click(lambda s, f=fmt: on_download(s, f), [session_state], [files, dl_md], api_name=f"download_{fmt}",
+                     **hidden)  # fmt: skip
