@@ -45,7 +45,7 @@ audit: $(STAMP)
 	$(BIN)/python tools/audit_deps.py
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_engine.py $(ARGS)
+	$(BIN)/python benchmarks/run.py --quick --json bench.json --markdown bench.md --plot bench.png $(ARGS)
 
 space: $(STAMP)
 	$(BIN)/python spaces/build_space.py

@@ -23,7 +23,8 @@ MODEL_ALIASES: dict[str, str] = {
     "large-ft": "florence-community/Florence-2-large-ft",
 }
 
-DTYPES = ("auto", "float32", "float16", "bfloat16")
+#: ``int8``: fp32 model with dynamically int8-quantised Linear layers (CPU only, opt-in: it changes answers slightly)
+DTYPES = ("auto", "float32", "float16", "bfloat16", "int8")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -58,14 +59,22 @@ def resolve_device(device: str | None = "auto") -> str:
 
 
 def resolve_dtype(dtype: str | None, device: str) -> Any:
-    """``auto`` is fp16 on CUDA and fp32 elsewhere (fp16 on MPS/CPU is slow or wrong)."""
+    """``auto``: fp16 on CUDA; on CPU bf16 only where the CPU computes it natively, else fp32; fp32 on MPS.
+
+    fp16 on MPS/CPU is slow or wrong, and bf16 on a CPU without AVX512-BF16 /
+    AMX is emulated: slower than fp32 and less exact (see florence_ui.speed).
+    """
     import torch
+
+    from .speed import auto_cpu_dtype
 
     name = (dtype or "auto").lower()
     if name == "auto":
-        return torch.float16 if device.startswith("cuda") else torch.float32
+        if device.startswith("cuda"):
+            return torch.float16
+        return auto_cpu_dtype() if device == "cpu" else torch.float32
     table = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16}
-    table |= {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+    table |= {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "int8": torch.float32}  # int8: fp32 activations
     if name not in table:
         raise ModelLoadError(f"Unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}.")
     return table[name]
@@ -154,12 +163,15 @@ def load_model(
     device: str | None = "auto",
     dtype: str | None = "auto",
 ) -> LoadedModel:
-    """Load model + processor with SDPA attention, on the chosen device and dtype."""
+    """Load model + processor with SDPA attention, on the chosen device and dtype, beams sharing encoder work."""
     from transformers import AutoProcessor, Florence2ForConditionalGeneration
 
     model_id = resolve_model_id(model)
     resolved_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, resolved_device)
+    int8 = (dtype or "").lower() == "int8"
+    if int8 and resolved_device != "cpu":
+        raise ModelLoadError(f"dtype int8 (dynamic quantisation) runs on the CPU only, not on {resolved_device}.")
     source = str(Path(model_id).expanduser()) if model_id.startswith("~") else model_id
     extra: dict[str, Any] = {}
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
@@ -174,6 +186,13 @@ def load_model(
         raise ModelLoadError(_explain(model_id, revision, exc)) from exc
     net.to(resolved_device)
     net.eval()
+    from .speed import quantize_int8, share_beam_work, weight_first_small_gemms
+
+    if int8:
+        net = quantize_int8(net)
+    share_beam_work(net)  # beams share the encoder-side work: same answers, less time (see florence_ui.speed)
+    if resolved_device == "cpu" and os.environ.get("FLORENCE_UI_GEMM_TUNING", "1") != "0":
+        weight_first_small_gemms(net)  # decoding's few-row products, timed once here (~2 s for base)
     return LoadedModel(net, processor, model_id, revision, resolved_device, torch_dtype)
 
 
