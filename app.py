@@ -28,7 +28,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", default="base", help=f"alias ({aliases}), hub id or local checkpoint directory")
     parser.add_argument("--revision", default=None, help="hub branch, tag or commit of the model")
     parser.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)} or cuda:N")
-    parser.add_argument("--dtype", default="auto", choices=DTYPES, help="auto = float16 on CUDA, bfloat16 on CPUs with native bf16, else float32; int8 = quantised (CPU, opt-in)")
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=DTYPES,
+        help="auto = float16 on CUDA, bfloat16 on CPUs with native bf16, else float32; int8 = quantised (CPU, opt-in)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 to serve the network)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)), help="port")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")

@@ -273,7 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="results.jsonl (appended to; finished lines are skipped on resume)")
     _model_args(p, "base", "alias (base, large, base-ft, large-ft), hub id or local folder (default: base)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps (default: auto)")
-    p.add_argument("--dtype", default="auto", help="auto, float32, float16, bfloat16, int8 (CPU, opt-in: quantised, answers can differ) (default: auto)")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        help="auto, float32, float16, bfloat16, int8 (CPU, opt-in: quantised, answers can differ) (default: auto)",
+    )
     p.add_argument("--batch-size", type=int, default=8, help="images per model call (default: 8)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads of the local engine (default: PyTorch's)")
     p.add_argument("--tile", action="store_true", help="tiled inference (sv.InferenceSlicer) for detection tasks")
