@@ -122,7 +122,8 @@ def run_experiments(
 
         compare("decoder threads=1", f"cold run (vs {cores} threads)", hybrid, at(cores), top1_agreement=1.0)
 
-    # 3. beams sharing the encoder-side work (florence_ui.speed.share_beam_work, on in load_model) vs plain
+    # 3. the exact patches load_model applies (speed.share_beam_work, and on CPU speed.weight_first_small_gemms)
+    #    vs a plain transformers model
     from transformers import Florence2ForConditionalGeneration
 
     plain = _engine_like(engine, Florence2ForConditionalGeneration.from_pretrained(ckpt).eval())
@@ -133,13 +134,13 @@ def run_experiments(
         return lambda: e.run(random_image(rng), "<REGION_TO_CATEGORY>", boxes=boxes, **gen)
 
     compare(
-        "share beam work (kept)",
+        "exact patches: share beam work + weight-first GEMMs (kept)",
         "cold run",
         cold(engine),
         cold(plain),
         same_answer=answers(plain, False)["same_answer"],
     )
-    compare("share beam work (kept)", "4 boxes, one run", four(engine), four(plain))
+    compare("exact patches: share beam work + weight-first GEMMs (kept)", "4 boxes, one run", four(engine), four(plain))
     del plain
 
     # 4. static KV cache (no compile)
@@ -169,9 +170,9 @@ def run_experiments(
     del bf
 
     # 8. torch.compile of the vision tower (inductor), compile time counted separately
-    comp = _engine_like(engine, copy.copy(base_model))
-    comp.model.model = copy.copy(base_model.model)
-    comp.model.model.vision_tower = torch.compile(copy.deepcopy(base_model.model.vision_tower))
+    # a deep copy: copy.copy of an nn.Module shares its _modules dict, so the baseline would be compiled too
+    comp = _engine_like(engine, copy.deepcopy(base_model))
+    comp.model.model.vision_tower = torch.compile(comp.model.model.vision_tower)
     try:
         setup, _ = timed(vision(comp))
         compare("torch.compile vision", "vision tower", vision(comp), vision(engine), setup_s=round(setup, 1),

@@ -85,6 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.tokens = args.tokens or (128 if args.device == "cuda" else 32)
     args.repeats = args.repeats or (3 if args.quick else 5)
     args.long_tokens = args.long_tokens or (128 if args.quick else 256)
+    if args.long_tokens <= args.tokens:
+        p.error("--long-tokens must be larger than --tokens (the decode cost is their difference)")
     return args
 
 

@@ -141,6 +141,8 @@ class FlorenceEngine:
     # ---- description -------------------------------------------------------------
     @property
     def dtype_name(self) -> str:
+        if self.model is not None and getattr(self.model, "florence_ui_int8", False):
+            return "int8 (dynamic, fp32 activations)"
         return str(self.dtype).replace("torch.", "") if self.dtype is not None else "none"
 
     def describe(self) -> str:
@@ -176,13 +178,6 @@ class FlorenceEngine:
         if task.needs_boxes:
             if not boxes:
                 raise InputError(f"{task.name} needs at least one box drawn on the image.")
-            cap = limits.current().max_boxes
-            if len(boxes) > cap:
-                notes.append(
-                    f"{len(boxes)} boxes were given; only the first {cap} were run (the per-request limit, "
-                    "FLORENCE_UI_MAX_BOXES). Run the rest in another request."
-                )
-                boxes = list(boxes)[:cap]
             fixed: list[list[float]] = []
             for i, box in enumerate(boxes):
                 try:

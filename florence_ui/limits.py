@@ -10,6 +10,7 @@ GPU or a laptop; an operator changes them with ``FLORENCE_UI_*`` variables
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, fields
 
 #: environment variable → Limits field
@@ -21,6 +22,10 @@ ENV = {
     "FLORENCE_UI_QUEUE_SIZE": "queue_size",
     "FLORENCE_UI_REQUEST_TIMEOUT": "request_timeout_s",
 }
+
+
+#: what gradio's max_file_size understands: a whole number and a unit
+_SIZE = re.compile(r"\d+\s*(b|kb|mb|gb|tb)")
 
 
 class LimitsError(ValueError):
@@ -55,6 +60,8 @@ class Limits:
             if not raw:
                 continue
             kind = types[name]
+            if kind == "str" and not _SIZE.fullmatch(raw.lower()):
+                raise LimitsError(f"{var}={raw!r} is not a size like 50mb, 2gb or 500kb.")
             try:
                 value: object = raw if kind == "str" else (float(raw) if kind == "float" else int(raw))
             except ValueError as exc:

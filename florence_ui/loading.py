@@ -190,6 +190,7 @@ def load_model(
 
     if int8:
         net = quantize_int8(net)
+        net.florence_ui_int8 = True  # the engine reports "int8", not the fp32 of its activations
     share_beam_work(net)  # beams share the encoder-side work: same answers, less time (see florence_ui.speed)
     if resolved_device == "cpu" and os.environ.get("FLORENCE_UI_GEMM_TUNING", "1") != "0":
         weight_first_small_gemms(net)  # decoding's few-row products, timed once here (~2 s for base)

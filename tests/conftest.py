@@ -33,7 +33,8 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 def engine(tiny_checkpoint):
     from florence_ui import FlorenceEngine
 
-    return FlorenceEngine.from_pretrained(str(tiny_checkpoint), device="cpu")
+    # fp32 explicitly: dtype "auto" is bf16 on CPUs with native bf16, and these tests hold exact numerics
+    return FlorenceEngine.from_pretrained(str(tiny_checkpoint), device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="session")

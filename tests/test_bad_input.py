@@ -130,3 +130,25 @@ def test_switching_images_archives_and_restores_the_review(controller, files):
     controller.set_input(session, {"image": str(ROCKET), "boxes": []})
     assert session.review.get(accepted_id).status == ACCEPTED
     assert len(session.results) == 1
+
+
+def test_an_answer_that_arrives_after_an_image_switch_goes_to_its_own_image(controller, files):
+    """The upload event runs beside the model event: a switch mid-run must not put A's regions on B."""
+    session, accepted_id = reviewed_session(controller)
+
+    class SwitchDuringRun:  # the real engine; the user opens another image while it answers
+        def __init__(self, engine):
+            self.engine = engine
+
+        def run(self, *args, **kwargs):
+            result = self.engine.run(*args, **kwargs)
+            controller.set_input(session, {"image": str(files["gray"]), "boxes": []})
+            return result
+
+    racing = Controller(SwitchDuringRun(controller.engine), SETTINGS)
+    with pytest.raises(InputError, match="image changed while Florence-2 was answering"):
+        racing.run(session, "<OD>", settings=SETTINGS)
+    assert session.review.items == [] and session.results == []  # nothing landed on the new image
+    controller.set_input(session, {"image": str(ROCKET), "boxes": []})
+    assert session.review.runs == 2 and len(session.results) == 2  # the answer was filed under the rocket
+    assert session.review.get(accepted_id).status == ACCEPTED

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from florence_ui.engine import InputError
+from florence_ui.engine import GenerationSettings, InputError
 from florence_ui.limits import Limits, LimitsError
 from florence_ui.ui.app import build_app, launch_options
 
@@ -38,12 +38,19 @@ def test_a_malformed_limit_stops_app_start_with_a_message(tiny_checkpoint):
     assert "Traceback" not in proc.stderr
 
 
-def test_box_cap_applies_to_the_engine(engine, monkeypatch):
+def test_box_cap_applies_to_web_requests_not_to_the_engine(engine, monkeypatch):
+    from florence_ui.ui.controller import Controller
+    from florence_ui.ui.session import UISession
+
     monkeypatch.setenv("FLORENCE_UI_MAX_BOXES", "3")
     boxes = [[i, i, i + 20, i + 20] for i in range(7)]
-    result = engine.run(IMAGE, "<REGION_TO_CATEGORY>", boxes=boxes, max_new_tokens=4, num_beams=1)
+    session = UISession()
+    session.set_image(IMAGE)
+    result = Controller(engine, GenerationSettings(8, 1)).run(session, "<REGION_TO_CATEGORY>", boxes=boxes)
     assert len(result.prompts) == 3 and result.boxes == [[float(v) for v in b] for b in boxes[:3]]
     assert any("7 boxes were given; only the first 3" in note for note in result.notes)
+    # the CLI's batch jobs and the Python API take every box
+    assert len(engine.run(IMAGE, "<REGION_TO_CATEGORY>", boxes=boxes, max_new_tokens=4, num_beams=1).prompts) == 7
 
 
 def test_prompt_longer_than_the_encoder_positions_is_refused(engine):
@@ -56,11 +63,8 @@ def test_prompt_longer_than_the_encoder_positions_is_refused(engine):
 
 def test_request_time_limit_cuts_the_answer_and_flags_it(engine, monkeypatch):
     monkeypatch.setenv("FLORENCE_UI_REQUEST_TIMEOUT", "0.0001")
-    engine.model.generation_config.min_new_tokens = 50  # the answer would run on for 50+ tokens
-    try:
-        result = engine.run(IMAGE, "<OD>", max_new_tokens=200, num_beams=1)
-    finally:
-        engine.model.generation_config.min_new_tokens = None
+    monkeypatch.setattr(engine.model.generation_config, "min_new_tokens", 50)  # the answer would run on for 50+
+    result = engine.run(IMAGE, "<OD>", max_new_tokens=200, num_beams=1)
     assert result.truncated is True
     assert max(result.generated_tokens) < 50
     assert any("time limit" in note for note in result.notes)
@@ -74,3 +78,10 @@ def test_server_limits_are_wired(engine, monkeypatch):
     assert launch_options() == {"max_file_size": "3mb", "run_history": False}
     model_events = [fn for fn in demo.fns.values() if fn.concurrency_id == "model"]
     assert len(model_events) >= 4 and {fn.concurrency_limit for fn in model_events} == {1}
+
+
+def test_upload_size_must_be_a_size_gradio_understands():
+    assert Limits.from_env({"FLORENCE_UI_MAX_FILE_SIZE": "2gb"}).max_file_size == "2gb"
+    for bad in ("50", "1.5gb", "lots"):
+        with pytest.raises(LimitsError, match="not a size like 50mb"):
+            Limits.from_env({"FLORENCE_UI_MAX_FILE_SIZE": bad})

@@ -136,8 +136,11 @@ def run_pip_audit(timeout: int = 600) -> tuple[list[Finding], str]:
                               capture_output=True, text=True, timeout=timeout)  # fmt: skip
     except (OSError, subprocess.TimeoutExpired) as exc:
         return [], f"pip-audit did not run ({type(exc).__name__}); the advisory list is the check of record"
+    if not proc.stdout.strip():
+        return [], (f"pip-audit did not run (exit {proc.returncode}: {proc.stderr.strip()[-300:] or 'no output'}); "
+                    "the advisory list is the check of record")  # fmt: skip
     try:
-        report = json.loads(proc.stdout or "{}")
+        report = json.loads(proc.stdout)
     except json.JSONDecodeError:
         return [], f"pip-audit gave no JSON (exit {proc.returncode}): {proc.stderr.strip()[-300:]}"
     deps = report.get("dependencies", [])

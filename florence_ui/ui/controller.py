@@ -15,6 +15,7 @@ from typing import Any
 
 from PIL import Image
 
+from .. import limits
 from ..engine import FlorenceEngine, GenerationSettings, InputError
 from ..images import ImageLoadError, open_image, rotate_quarter_turns
 from ..render import draw, marks_from_items
@@ -175,8 +176,13 @@ class Controller:
             )
         if spec.needs_text and not (text or "").strip():
             raise InputError(f"{spec.name} needs a text prompt, e.g. “{spec.text_hint}”.")
+        given, cap = len(boxes), limits.current().max_boxes
+        capped = spec.needs_boxes and given > cap
+        if capped:  # a web request's limit; the CLI's batch jobs take every box
+            boxes = list(boxes)[:cap]
         what = f"{len(boxes)} box{'es' if len(boxes) != 1 else ''}" if spec.needs_boxes else "the image"
         progress(0.15, f"Florence-2: {spec.name} on {what}…")
+        asked_about = session.review.image_key, session.image.size
         result = self.engine.run(
             session.image,
             spec.token,
@@ -184,7 +190,16 @@ class Controller:
             boxes if spec.needs_boxes else None,
             settings=settings or self.settings,
         )
+        if capped:
+            result.notes.insert(0, f"{given} boxes were given; only the first {cap} were run (the per-request limit, "
+                                   "FLORENCE_UI_MAX_BOXES). Run the rest in another request.")  # fmt: skip
         progress(0.85, "Drawing the answer…")
+        if session.review.image_key != asked_about[0]:
+            _file_under(session, asked_about, result)
+            raise InputError(
+                "The image changed while Florence-2 was answering; that answer was filed under the previous image "
+                "(open it again to review it). Run the task again for this image."
+            )
         session.results.append(result)
         session.review.add_result(result)
         session.teach_run = None
@@ -272,6 +287,21 @@ class Controller:
         prompt_boxes = {n + 1: (r.boxes or []) for n, r in enumerate(session.results)}
         picture = draw(session.image, marks_from_items(items, self.class_id, prompt_boxes))
         return grid_overlay(picture) if session.grid else picture
+
+
+def _file_under(session: UISession, asked_about: tuple[str | None, tuple[int, int]], result: Any) -> None:
+    """An answer that arrived after the user switched images goes to the review of the image it is about."""
+    key, size = asked_about
+    if key is None:
+        return
+    entry = session.archive.get(key)
+    if entry is None:
+        review = ReviewSession()
+        review.start(key, size)
+        entry = session.archive[key] = (review, [])
+    review, results = entry
+    results.append(result)
+    review.add_result(result)
 
 
 class _Partial(InputError):

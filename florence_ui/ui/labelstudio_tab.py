@@ -177,10 +177,11 @@ def new_project(session: Any, settings: LSSettings, title: str | None, items: li
     title = project_title(title)
     pending = ls.get("creating")
     titled = {pid for pid, t in list_projects(settings) if t.strip() == title}
-    if pending and pending[0] == title and titled - pending[1]:
-        project = max(titled - pending[1])  # the creation that seemed to fail did happen
+    # only the same server and title, and only a project that appeared since our failed attempt, is adopted
+    if pending and pending[:2] == (settings.base_url, title) and titled - pending[2]:
+        project = max(titled - pending[2])  # the creation that seemed to fail did happen
     else:
-        ls["creating"] = (title, titled)
+        ls["creating"] = (settings.base_url, title, titled)
         project = create_project(settings, title, items)
     ls["created_project"] = project
     ls.pop("creating", None)

@@ -18,7 +18,7 @@ from ..labels import LabeledImage
 from ..review import ReviewSession
 
 #: how many earlier images' reviews one session keeps (results hold masks, so this is bounded)
-MAX_ARCHIVED = 20
+MAX_ARCHIVED = 10
 
 
 @dataclass
