@@ -64,17 +64,10 @@ def peak_rss_mb() -> float:
 
 def cpu_flags() -> list[str]:
     """The SIMD flags that decide CPU speed (fp32 FMA width, native bf16, AMX)."""
+    from florence_ui.speed import cpu_flags as all_flags
+
     wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "avx_vnni", "bf16")
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags: set[str] = set()
-    for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            flags |= set(line.split(":", 1)[1].split())
-            break
-    return [f for f in wanted if f in flags]
+    return [f for f in wanted if f in all_flags()]
 
 
 def cpu_model() -> str:

@@ -309,7 +309,8 @@ class FlorenceEngine:
         started = time.perf_counter()
         size = image.size
         prompts, fixed_boxes, notes = self.task_prompts(spec, text, boxes, size)
-        generated, timings, cached, prompt_tokens = self._generate(image, prompts, settings, use_cache)
+        timeout = limits.current().request_timeout_s
+        generated, timings, cached, prompt_tokens = self._generate(image, prompts, settings, use_cache, timeout)
         texts, pieces, ids, lengths, truncated = generated
         result = self._assemble(spec, texts, pieces, size, text, fixed_boxes)
         result.prompts, result.model_prompts = prompts, self.model_prompts(prompts)
@@ -321,7 +322,6 @@ class FlorenceEngine:
         ]
         timings["total_s"] = time.perf_counter() - started
         result.timings = timings
-        timeout = limits.current().request_timeout_s
         if timings["generate_s"] >= timeout and not truncated:
             result.truncated = truncated = True
             result.notes.append(
@@ -366,7 +366,9 @@ class FlorenceEngine:
         return result
 
     # ---- internals -----------------------------------------------------------------
-    def _generate(self, image: Image.Image, prompts: list[str], settings: GenerationSettings, use_cache: bool):
+    def _generate(
+        self, image: Image.Image, prompts: list[str], settings: GenerationSettings, use_cache: bool, max_time: float
+    ):
         import torch
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
@@ -392,7 +394,7 @@ class FlorenceEngine:
                 attention_mask=enc["attention_mask"],
                 max_new_tokens=settings.max_new_tokens,
                 num_beams=settings.num_beams,
-                max_time=limits.current().request_timeout_s,
+                max_time=max_time,
                 do_sample=False,
                 output_scores=True,
                 return_dict_in_generate=True,

@@ -21,12 +21,7 @@ are then searched for in:
 from __future__ import annotations
 
 import logging
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 import traceback
 import uuid
 import zipfile
@@ -38,6 +33,7 @@ import httpx
 import pytest
 from browser import chromium_page
 from fault_proxy import FaultProxy
+from launched_app import launch_app
 from test_cli_export import write_golden_jsonl
 from test_labelstudio_tab import flat, reviewed_session
 
@@ -52,7 +48,7 @@ from florence_ui.labelstudio_client import (
     push_images,
     whoami,
 )
-from florence_ui.ls_server import _die_with_parent, free_port
+from florence_ui.ls_server import free_port
 from florence_ui.ui import labelstudio_tab as tab
 
 pytestmark = pytest.mark.labelstudio
@@ -93,36 +89,12 @@ def app(tiny_checkpoint, labelstudio_server, tmp_path_factory) -> Iterator[Simpl
     """``python app.py`` with the tiny checkpoint, Label Studio configured through the environment."""
     if not labelstudio_server.running:
         labelstudio_server.restart()
-    log = tmp_path_factory.mktemp("app") / "app.log"
-    port = free_port()
-    env = {**os.environ, "LABEL_STUDIO_URL": labelstudio_server.url, "LABEL_STUDIO_API_KEY": labelstudio_server.token,
-           "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}  # fmt: skip
-    cmd = [sys.executable, str(ROOT / "app.py"), "--model", str(tiny_checkpoint), "--device", "cpu",
-           "--host", "127.0.0.1", "--port", str(port), "--max-new-tokens", "24", "--num-beams", "1"]  # fmt: skip
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    env = {"LABEL_STUDIO_URL": labelstudio_server.url, "LABEL_STUDIO_API_KEY": labelstudio_server.token}
+    launched = launch_app(tiny_checkpoint, tmp_path_factory.mktemp("app"), extra_env=env)
     try:
-        deadline = time.monotonic() + 240
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"app.py exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(url + "/", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"app.py did not answer within 240 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield SimpleNamespace(url=url, log=log, proc=proc)
+        yield SimpleNamespace(url=launched.url.rstrip("/"), log=launched.log_path, proc=launched.process)
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, signal.SIGKILL)
+        launched.stop()
 
 
 NO_MAPPING = {"headers": tab.MAP_HEADERS, "data": []}  # the mapping table, as the API takes a Dataframe

@@ -14,6 +14,8 @@ import gradio
 import pytest
 import yaml
 
+from florence_ui.ls_server import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = ROOT / "spaces"
 
@@ -101,12 +103,6 @@ def test_zerogpu_wrapper_is_a_noop_without_spaces(monkeypatch):
     assert zerogpu.default_model() == "large-ft"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def built_space(tmp_path):
     sys.path.insert(0, str(SPACES))
@@ -122,7 +118,7 @@ def test_space_entry_launches_and_answers_run_task(built_space, tiny_checkpoint,
     from gradio_client import Client, handle_file
     from PIL import Image
 
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, FLORENCE_MODEL=str(tiny_checkpoint), GRADIO_SERVER_NAME="127.0.0.1",
                GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False", PYTHONPATH="")  # fmt: skip
     env.pop("SPACES_ZERO_GPU", None)

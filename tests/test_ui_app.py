@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import types
@@ -13,6 +12,7 @@ import gradio as gr
 import pytest
 
 from florence_ui.engine import GenerationSettings
+from florence_ui.ls_server import free_port
 from florence_ui.ui.app import build_app, launch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,12 +51,6 @@ def test_label_studio_tab_gets_the_session_state(engine, monkeypatch):
     demo = build_app(engine)
     assert len(seen) == 1 and isinstance(seen[0], gr.State)
     assert seen[0] in demo.blocks.values()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_launch_serves_on_localhost_and_closes(engine):

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from florence_ui.engine import GenerationSettings
+from florence_ui.ls_server import free_port
 from florence_ui.ui.app import build_app, launch_options
 
 TEST_SETTINGS = GenerationSettings(max_new_tokens=24, num_beams=1)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager

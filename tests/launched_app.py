@@ -17,9 +17,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from app_server import free_port
+from florence_ui.ls_server import _die_with_parent, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -55,14 +55,17 @@ def launch_app(checkpoint: Path, folder: Path, extra_env: dict[str, str] | None 
     temp_dir = folder / "gradio-cache"
     temp_dir.mkdir(parents=True, exist_ok=True)
     log_path = folder / "app.log"
+    # no Label Studio unless the caller configures one in extra_env (then app.py uses it, and starts none)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABEL_STUDIO_")}
     env |= {"GRADIO_TEMP_DIR": str(temp_dir), "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
     env |= extra_env or {}
     command = [sys.executable, str(ROOT / "app.py"), "--model", str(checkpoint), "--device", "cpu", "--port", str(port),
                "--max-new-tokens", "16", "--num-beams", "1", "--no-labelstudio"]  # fmt: skip
+    env["PYTHONUNBUFFERED"] = "1"
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)  # fmt: skip
+                                   stdin=subprocess.DEVNULL, start_new_session=True,
+                                   preexec_fn=_die_with_parent)  # fmt: skip
     app = LaunchedApp(f"http://127.0.0.1:{port}/", process, temp_dir, log_path)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
