@@ -37,6 +37,11 @@ class Region:
     #: OCR quadrilateral, flat [x1, y1, ..., x4, y4]
     quad: list[float] | None = None
 
+    def __post_init__(self) -> None:
+        # a polygon with an odd number of coordinates (a hand-edited file) drops the last one, as Florence-2's own
+        # parser does; normalised here so drawing, masks and every exporter can pair coordinates safely
+        self.polygons = [list(flat)[: len(flat) // 2 * 2] for flat in self.polygons]
+
     @property
     def kind(self) -> str:
         """``box``, ``polygon``, ``quad`` or ``region_text`` (a box whose label is free text)."""
@@ -139,15 +144,10 @@ class LabeledImage:
 
 
 def region_mask(region: Region, width: int, height: int) -> np.ndarray:
-    """A boolean mask for one region: its polygons filled, else its box.
-
-    A polygon with an odd number of coordinates (a hand-edited file) drops the
-    last one, as Florence-2's own parser does, instead of failing the reshape.
-    """
+    """A boolean mask for one region: its polygons filled, else its box."""
     mask = np.zeros((height, width), dtype=bool)
     if region.polygons:
         for flat in region.polygons:
-            flat = list(flat)[: len(flat) // 2 * 2]
             points = np.asarray(flat, dtype=np.float32).reshape(-1, 2).round().astype(np.int32)
             if len(points) >= 3:
                 mask |= sv.polygon_to_mask(points, (width, height)).astype(bool)

@@ -276,14 +276,13 @@ def region_geometry(region: Region, width: int, height: int) -> list[dict[str, A
     within ``size * 5e-9`` px per coordinate (corners and polygon points; a
     rectangle's far corner ``x + width`` within twice that). Geometry outside the
     image is clipped to its edge, a rectangle's corners first, so ``width`` is
-    the part inside the image and the box never grows past it. A polygon with an
-    odd number of coordinates drops the last one (as Florence-2's own parser does).
+    the part inside the image and the box never grows past it (polygons come
+    with an even number of coordinates: :class:`~florence_ui.labels.Region` sees to it).
     """
     if shape_of(region) == POLYGONS:
         flats = region.polygons or [region.quad or []]
-        pairs = [list(zip(flat[0::2], flat[1::2], strict=False)) for flat in flats]
-        return [{"points": [[_pct(x, width), _pct(y, height)] for x, y in points], "closed": True}
-                for points in pairs if len(points) >= 3]  # fmt: skip
+        return [{"points": [[_pct(x, width), _pct(y, height)] for x, y in zip(flat[0::2], flat[1::2], strict=True)],
+                 "closed": True} for flat in flats if len(flat) >= 6]  # fmt: skip
     x1, y1, x2, y2 = region.xyxy
     (x1, x2), (y1, y2) = _clipped_span(x1, x2, width), _clipped_span(y1, y2, height)
     return [{"x": _pct(x1, width), "y": _pct(y1, height), "width": _pct(x2 - x1, width),
