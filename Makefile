@@ -9,7 +9,7 @@ PORT ?= 7860
 MODEL ?= base
 ARGS ?=
 
-.PHONY: run test lint audit venv deps browser labelstudio bench space clean
+.PHONY: run test test-dtypes lint audit venv deps browser labelstudio bench space clean
 
 $(STAMP): pyproject.toml requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -35,6 +35,11 @@ run: $(STAMP) labelstudio
 
 test: $(STAMP) browser labelstudio
 	FLORENCE_UI_LS_VENV=$(LS_VENV) $(BIN)/python -m pytest $(ARGS)
+
+# The whole suite with dtype auto resolving both ways, whatever this CPU is (what CI runs).
+test-dtypes: $(STAMP) browser labelstudio
+	FLORENCE_UI_CPU_BF16=1 $(MAKE) test
+	FLORENCE_UI_CPU_BF16=0 $(MAKE) test
 
 lint: $(STAMP)
 	$(BIN)/ruff check florence_ui tests app.py benchmarks spaces tools

@@ -12,7 +12,6 @@ its actors and ``drive`` on the driver, so both engines write the same lines.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import sys
@@ -106,8 +105,8 @@ def find_images(inputs: Iterable[str | Path], warn: Callable[[str], None]) -> tu
 
 
 def load_image(path: str) -> tuple[Image.Image, str]:
-    """Upright RGB image (as the UI opens it: EXIF rotation, alpha flattened) and the file's sha256."""
-    from .images import ImageLoadError, open_image
+    """Upright RGB image (as the UI opens it: EXIF rotation, alpha flattened) and its identity (the file's sha256)."""
+    from .images import ImageLoadError, image_identity, open_image
 
     try:
         data = Path(path).read_bytes()
@@ -119,7 +118,7 @@ def load_image(path: str) -> tuple[Image.Image, str]:
         raise ImageError(str(exc).replace("the uploaded file", "the file")) from exc
     except Exception as exc:  # noqa: BLE001 - PIL raises many types for broken files
         raise ImageError(f"not a readable image ({type(exc).__name__}: {exc})") from exc
-    return image, hashlib.sha256(data).hexdigest()
+    return image, image_identity(data)
 
 
 # ---- boxes ------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """``florence-ui``: batch auto-labelling from the shell (the UI's other shell).
 
+serve     the web app (same options as ``app.py``; see :mod:`florence_ui.serve`)
 predict   images/folders → results.jsonl (local or on Ray; resumable, loss-free)
 export    results.jsonl → COCO / YOLO / Label Studio import JSON
 push      results.jsonl → a Label Studio project (same code path as the UI)
@@ -8,6 +9,7 @@ tasks     the task catalogue
 
 Exit codes: 0 done; 1 finished but some images failed (listed in the summary);
 2 usage, input or model-load error (a message, never a traceback); 130 interrupted.
+``serve`` keeps ``app.py``'s codes (1 model-load error; 128 + signal when stopped by one).
 """
 
 from __future__ import annotations
@@ -226,6 +228,14 @@ def _project_id(conn: Any, project: str, items: list) -> tuple[int, bool]:
     return create_project(conn, project, items), True
 
 
+# ---- serve ---------------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The web app, exactly as ``app.py`` starts it (:func:`florence_ui.serve.run`)."""
+    from .serve import run
+
+    return run(args)
+
+
 # ---- download / tasks --------------------------------------------------------------------------
 def cmd_download(args: argparse.Namespace) -> int:
     from .download import download
@@ -254,6 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="florence-ui", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"florence-ui {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    from .serve import DESCRIPTION, add_arguments
+
+    p = sub.add_parser("serve", help="start the web app (the options of app.py)", description=DESCRIPTION,
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+    add_arguments(p)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("predict", help="run Florence-2 over images and folders → results.jsonl")
     p.add_argument("inputs", nargs="+", metavar="IMAGES_OR_DIRS", help="image files and folders (recursive)")

@@ -289,9 +289,16 @@ class FlorenceEngine:
         num_beams: int | None = None,
         use_cache: bool = True,
         tile: bool = False,
+        time_limit: float | None = None,
         **tile_options: Any,
     ) -> FlorenceResult:
-        """Ask Florence-2 one task about one image (N boxes → one batched call)."""
+        """Ask Florence-2 one task about one image (N boxes → one batched call).
+
+        ``time_limit`` (seconds) caps the generation below the operator's
+        ``FLORENCE_UI_REQUEST_TIMEOUT``; a host with its own hard deadline (a
+        ZeroGPU slot) passes it, so a long answer ends as "cut off at the time
+        limit" instead of being killed by the platform.
+        """
         spec = get_task(task)
         self._require_model()
         if not isinstance(image, Image.Image):
@@ -309,7 +316,9 @@ class FlorenceEngine:
         started = time.perf_counter()
         size = image.size
         prompts, fixed_boxes, notes = self.task_prompts(spec, text, boxes, size)
-        timeout = limits.current().request_timeout_s
+        timeout, limit_name = limits.current().request_timeout_s, "FLORENCE_UI_REQUEST_TIMEOUT"
+        if time_limit is not None and float(time_limit) < timeout:
+            timeout, limit_name = max(1.0, float(time_limit)), "the host's slot, e.g. a ZeroGPU call"
         generated, timings, cached, prompt_tokens = self._generate(image, prompts, settings, use_cache, timeout)
         texts, pieces, ids, lengths, truncated = generated
         result = self._assemble(spec, texts, pieces, size, text, fixed_boxes)
@@ -325,8 +334,7 @@ class FlorenceEngine:
         if timings["generate_s"] >= timeout and not truncated:
             result.truncated = truncated = True
             result.notes.append(
-                f"The answer was stopped at the {timeout:g} s time limit (FLORENCE_UI_REQUEST_TIMEOUT): "
-                "some regions may be missing."
+                f"The answer was stopped at the {timeout:g} s time limit ({limit_name}): some regions may be missing."
             )
         elif truncated:
             result.notes.append(

@@ -6,10 +6,17 @@ the turned frame. Florence-2 must see the same frame, hence ``exif_transpose``
 here, once, for every way an image enters (upload, example, API, CLI). Bad
 files (not an image, truncated, absurdly large) raise :class:`ImageLoadError`
 with a message the UI shows as-is. Pure PIL, no gradio.
+
+:func:`image_identity` is the one rule for "which photo is this" (Label
+Studio's task key, export names, the page's review archive): the sha256 of the
+file's bytes when there is a file, else of a canonical lossless encoding of
+the pixels. The UI, the CLI and :class:`~florence_ui.labels.LabeledImage` all
+call it, so one photo pushed from anywhere finds the same task.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import warnings
 from pathlib import Path
@@ -122,3 +129,47 @@ def rotate_quarter_turns(image: Image.Image, turns: int) -> Image.Image:
         return image
     method = {1: Image.Transpose.ROTATE_270, 2: Image.Transpose.ROTATE_180, 3: Image.Transpose.ROTATE_90}[turns]
     return image.transpose(method)
+
+
+def canonical_bytes(image: Image.Image) -> bytes:
+    """A canonical lossless encoding of the pixels: binary PPM (``P6``) of the RGB image.
+
+    PPM is a header and the raw bytes, so the same pixels give the same bytes
+    on every machine and Pillow / zlib version (a PNG's compressed stream may
+    not); it is only hashed, never stored.
+    """
+    rgb = image if image.mode == "RGB" else to_rgb(image)
+    return _ppm_header(rgb) + rgb.tobytes()
+
+
+def _ppm_header(image: Image.Image) -> bytes:
+    return f"P6\n{image.width} {image.height}\n255\n".encode()
+
+
+def image_identity(source: str | Path | bytes | Image.Image | np.ndarray) -> str:
+    """The identity of an image, the same in the page, the CLI and every exporter (a sha256 hex digest).
+
+    * a file (a path, or its bytes as read or as uploaded): sha256 of the file's
+      bytes, exactly what ``sha256sum`` prints; EXIF orientation is part of
+      those bytes, so nothing is decoded;
+    * an image with no file (a pasted canvas, an API call with an array, a
+      picture turned in the annotator): sha256 of :func:`canonical_bytes`.
+
+    A photo turned with the annotator's rotate buttons is a different image
+    for this rule: its pixels (and the regions drawn on them) are in the turned
+    frame, and the turned pixels are what Label Studio receives.
+    """
+    if isinstance(source, bytes | bytearray | memoryview):
+        return hashlib.sha256(source).hexdigest()
+    if isinstance(source, str | Path):
+        digest = hashlib.sha256()
+        with open(source, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+    if isinstance(source, np.ndarray):
+        source = open_image(source)
+    rgb = source if source.mode == "RGB" else to_rgb(source)
+    digest = hashlib.sha256(_ppm_header(rgb))  # = sha256(canonical_bytes(rgb)), without joining a second copy
+    digest.update(rgb.tobytes())
+    return digest.hexdigest()

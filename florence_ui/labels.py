@@ -11,7 +11,6 @@ mixes tasks on one image (boxes from ``<OD>``, masks from segmentation) and
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import supervision as sv
 from PIL import Image
 
+from .images import image_identity
 from .tasks import OutputKind, get_task
 
 
@@ -36,6 +36,9 @@ class Region:
     polygons: list[list[float]] = field(default_factory=list)
     #: OCR quadrilateral, flat [x1, y1, ..., x4, y4]
     quad: list[float] | None = None
+    #: region tasks: the number (1-based, drawing order) of the prompt box this region answers, fixed when the
+    #: answer arrives, so every view shows "#n" of *that* box whatever is filtered or rejected
+    box_index: int | None = None
 
     def __post_init__(self) -> None:
         # a polygon with an odd number of coordinates (a hand-edited file) drops the last one, as Florence-2's own
@@ -82,6 +85,9 @@ class LabeledImage:
     image: Image.Image | None = None
     #: a file name to show (e.g. the uploaded file's), when image_path is not set
     name: str | None = None
+    #: the original file's bytes when the file itself may be gone (the page keeps the upload's bytes): what
+    #: Label Studio and the exporters receive, and what :attr:`image_hash` hashes
+    image_data: bytes | None = None
     model: str | None = None
     revision: str | None = None
 
@@ -104,8 +110,18 @@ class LabeledImage:
         with Image.open(self.image_path) as im:
             return im.convert("RGB")
 
+    @property
+    def file_suffix(self) -> str:
+        """The extension :meth:`image_bytes` deserves: the kept file's own (from ``name``), else ``.png``."""
+        if self.image_data is not None and self.name and "." in self.name.rsplit("/", 1)[-1]:
+            return "." + self.name.rsplit(".", 1)[-1].lower()
+        return ".png"
+
     def image_bytes(self) -> bytes:
-        """PNG (lossless) bytes of the in-memory image, or the file's own bytes."""
+        """The bytes Label Studio and the exporters get: the file's own (``image_data``, else
+        ``image_path`` when no in-memory image is given), else a lossless PNG of the in-memory image."""
+        if self.image_data is not None:
+            return self.image_data
         if self.image is None and self.image_path:
             return Path(self.image_path).read_bytes()
         import io
@@ -116,12 +132,16 @@ class LabeledImage:
 
     @property
     def image_hash(self) -> str:
-        """Content hash: the key that makes pushes idempotent."""
-        if self.image is not None:
-            digest = hashlib.sha256(self.image.convert("RGB").tobytes())
-            digest.update(f"{self.image.size}".encode())
-            return digest.hexdigest()
-        return hashlib.sha256(self.image_bytes()).hexdigest()
+        """The image's identity (:func:`~florence_ui.images.image_identity`): the key that makes pushes idempotent.
+
+        It follows :meth:`image_bytes`: the file's bytes when those are what is
+        sent, else the canonical encoding of the in-memory pixels.
+        """
+        if self.image_data is not None:
+            return image_identity(self.image_data)
+        if self.image is None and self.image_path:
+            return image_identity(self.image_path)
+        return image_identity(self.load_image())
 
     def detections(self, min_score: float | None = None, with_masks: bool | None = None) -> sv.Detections:
         """The regions as one ``sv.Detections`` (class_name, confidence, source_task).
@@ -169,6 +189,8 @@ def regions_from_result(result: Any) -> list[Region]:
                 score=row["confidence"],
                 polygons=row.get("polygons", []),
                 quad=row.get("quad"),
+                # region tasks have one row per prompt box, in box order (parsing.merge_rows_per_box)
+                box_index=row["index"] + 1 if "prompt_box" in row else None,
             )
         )
     return out

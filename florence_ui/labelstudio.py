@@ -403,8 +403,8 @@ def image_name(item: LabeledImage) -> str:
         return item.image_path.replace("\\", "/").rsplit("/", 1)[-1]
     if item.name:  # in-memory images are sent as PNG; the hash keeps same-named uploads apart
         stem = item.name.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0] or "image"
-        return f"{stem}-{item.image_hash[:8]}.png"
-    return f"image-{item.image_hash[:12]}.png"
+        return f"{stem}-{item.image_hash[:8]}{item.file_suffix}"
+    return f"image-{item.image_hash[:12]}{item.file_suffix}"
 
 
 def fill_url(template: str, name: str, image_hash: str) -> str:

@@ -21,6 +21,11 @@ Guarantees the UI and the CLI rely on:
   next push finds what was stored by its hash and updates it.
 * **The API key stays secret.** It is never part of a message, a ``repr`` or a
   log line (:meth:`LSSettings.redact` scrubs every message we build).
+* **The key stays with its server.** Redirects are never followed (the SDK
+  would follow them, to a loopback address or with the key in a re-sent
+  body); a redirect is an error naming the fix. With ``public_only`` (set by
+  :func:`florence_ui.ls_access.decide` for a typed URL on an app reachable from
+  other machines) every address connected to is checked to be public.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+import httpx
 
 from .labels import LabeledImage
 from .labelstudio import (
@@ -68,6 +75,8 @@ class LSSettings:
     api_key: str = field(default="", repr=False)
     timeout: float = 30.0
     max_retries: int = 1
+    #: connect only to public addresses, re-checked at each connection (set by ls_access.decide for typed URLs)
+    public_only: bool = False
 
     @classmethod
     def from_env(cls, **overrides: Any) -> LSSettings:
@@ -107,7 +116,28 @@ class LSSettings:
                                               f"(got {self.base_url!r})."))  # fmt: skip
         with calls(self, "connect"):
             return LabelStudio(base_url=self.base_url, api_key=self.api_key.strip(), timeout=self.timeout,
-                               max_retries=self.max_retries)  # fmt: skip
+                               max_retries=self.max_retries, httpx_client=self.http_client())  # fmt: skip
+
+    def http_client(self) -> httpx.Client:
+        """The SDK's HTTP client: never follows a redirect, and with ``public_only`` checks each address.
+
+        The SDK follows redirects by default: a URL that redirects to 127.0.0.1 would reach the app's own
+        machine, and a 307/308 re-sends the body (a token refresh carries the key in it) to wherever it points.
+        A redirect is an error that names the fix instead.
+        """
+        base = self.base_url
+
+        def refuse_redirect(response: httpx.Response) -> None:
+            if response.is_redirect:
+                raise LabelStudioError(f"Label Studio at {base} answered with a redirect ({response.status_code}); "
+                                       "redirects are not followed, so the API key stays with this server. Use the "
+                                       "address it redirects to (often https://, or a trailing path) as the URL "
+                                       "(or LABEL_STUDIO_URL).", kind="request", status=response.status_code)  # fmt: skip
+
+        from .ls_access import guarded_transport
+
+        return httpx.Client(timeout=self.timeout, follow_redirects=False, event_hooks={"response": [refuse_redirect]},
+                            transport=guarded_transport() if self.public_only else None)  # fmt: skip
 
 
 @dataclass

@@ -11,7 +11,6 @@ model, the cause and the fix, because the UI and CLI show it as-is.
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,7 +71,12 @@ def resolve_dtype(dtype: str | None, device: str) -> Any:
     if name == "auto":
         if device.startswith("cuda"):
             return torch.float16
-        return auto_cpu_dtype() if device == "cpu" else torch.float32
+        if device != "cpu":
+            return torch.float32
+        try:
+            return auto_cpu_dtype()
+        except ValueError as exc:  # a malformed FLORENCE_UI_CPU_BF16: one clear start-up error, not a traceback
+            raise ModelLoadError(str(exc)) from None
     table = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16}
     table |= {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "int8": torch.float32}  # int8: fp32 activations
     if name not in table:
@@ -81,21 +85,39 @@ def resolve_dtype(dtype: str | None, device: str) -> Any:
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
-    """One quick TCP check of the Hub endpoint, so an offline start fails in seconds.
+    """Whether the Hub answers one short request, asked through huggingface_hub's own HTTP session.
 
-    Without it, from_pretrained retries every file several times and a user
-    with no network waits minutes for the (same) error.
+    Without this check, from_pretrained retries every file several times and a
+    user with no network waits minutes for the (same) error. The request goes
+    where huggingface_hub itself would go (``HF_ENDPOINT``, a mirror on any
+    port) through its own client, which honours ``HTTPS_PROXY`` / ``HTTP_PROXY``
+    / ``NO_PROXY``, so a machine behind a mandatory proxy is not taken for
+    offline. Any HTTP answer counts as reachable (a 401 or 404 is for
+    from_pretrained to explain); only a failure to get one does not.
     """
-    from urllib.parse import urlparse
-
     from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
 
-    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
     try:
-        socket.create_connection((host, 443), timeout=timeout).close()
+        get_session().head(constants.ENDPOINT.rstrip("/") + "/api/models", timeout=timeout, follow_redirects=False)
         return True
-    except OSError:
+    except Exception:  # noqa: BLE001 - connection refused, DNS, proxy refusal, timeout: all mean "not reachable"
         return False
+
+
+def _hub_options(source: str) -> dict[str, Any]:
+    """``from_pretrained`` options for ``source``: cache first when the Hub cannot be reached.
+
+    A local folder and ``HF_HUB_OFFLINE`` need nothing (huggingface_hub reads
+    the cache itself then). Otherwise one short request decides: reachable →
+    the normal online load (which also refreshes a cached copy); unreachable →
+    ``local_files_only``, so a cached model loads at once and a missing one
+    fails fast with the offline explanation.
+    """
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    if Path(source).expanduser().exists() or offline or hub_reachable():
+        return {}
+    return {"local_files_only": True}
 
 
 @dataclass(frozen=True)
@@ -173,10 +195,7 @@ def load_model(
     if int8 and resolved_device != "cpu":
         raise ModelLoadError(f"dtype int8 (dynamic quantisation) runs on the CPU only, not on {resolved_device}.")
     source = str(Path(model_id).expanduser()) if model_id.startswith("~") else model_id
-    extra: dict[str, Any] = {}
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-    if not Path(source).expanduser().exists() and not offline and not hub_reachable():
-        extra["local_files_only"] = True  # use the cache if it has the model; fail fast if not
+    extra = _hub_options(source)  # cache first when the Hub cannot be reached
     try:
         processor = AutoProcessor.from_pretrained(source, revision=revision, **extra)
         net = Florence2ForConditionalGeneration.from_pretrained(
@@ -186,12 +205,13 @@ def load_model(
         raise ModelLoadError(_explain(model_id, revision, exc)) from exc
     net.to(resolved_device)
     net.eval()
-    from .speed import quantize_int8, share_beam_work, weight_first_small_gemms
+    from .speed import beam_sharing_applies, quantize_int8, share_beam_work, weight_first_small_gemms
 
     if int8:
         net = quantize_int8(net)
         net.florence_ui_int8 = True  # the engine reports "int8", not the fp32 of its activations
-    share_beam_work(net)  # beams share the encoder-side work: same answers, less time (see florence_ui.speed)
+    if beam_sharing_applies(resolved_device):
+        share_beam_work(net)  # beams share the encoder-side work: same answers, less time (see florence_ui.speed)
     if resolved_device == "cpu" and os.environ.get("FLORENCE_UI_GEMM_TUNING", "1") != "0":
         weight_first_small_gemms(net)  # decoding's few-row products, timed once here (~2 s for base)
     return LoadedModel(net, processor, model_id, revision, resolved_device, torch_dtype)
@@ -203,10 +223,7 @@ def load_processor(model: str = "base", *, revision: str | None = None) -> Loade
 
     model_id = resolve_model_id(model)
     source = str(Path(model_id).expanduser()) if model_id.startswith("~") else model_id
-    extra: dict[str, Any] = {}
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-    if not Path(source).expanduser().exists() and not offline and not hub_reachable():
-        extra["local_files_only"] = True
+    extra = _hub_options(source)  # cache first when the Hub cannot be reached
     try:
         processor = AutoProcessor.from_pretrained(source, revision=revision, **extra)
     except Exception as exc:  # every loading failure becomes one clear message

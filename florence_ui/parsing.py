@@ -1,11 +1,16 @@
 """Generated text → ``sv.Detections`` (or a string), for every task in the catalogue.
 
 The heavy lifting is the processor's own ``post_process_generation`` (``<loc_N>``
-→ pixels) and supervision's ``Detections.from_vlm`` (→ arrays and masks). This
+→ pixels) and supervision's ``Detections.from_vlm`` (→ arrays). This
 module only fills what those leave out: ``class_name`` where from_vlm gives
 none, ``class_id`` from a shared registry, a real ``confidence`` from token
 probabilities, the source task, the prompt box of region tasks, the polygons
 and the ``<loc_N>`` bins each row came from (for export and the teaching view).
+
+Segmentation answers keep their polygons, never full-resolution masks: a mask
+is ``H × W`` booleans per row (64 boxes on a 50 MP photo ≈ 3 GB, held in every
+session's history), while drawing, review and every exporter read polygons.
+:meth:`FlorenceResult.masks` rasterises them when something needs a mask.
 """
 
 from __future__ import annotations
@@ -107,12 +112,8 @@ def _from_vlm(task: str, parsed: Any, size: tuple[int, int]) -> sv.Detections:
     return det
 
 
-def _empty(image_size: tuple[int, int], with_mask: bool = False) -> sv.Detections:
-    width, height = image_size
-    det = sv.Detections.empty()
-    if with_mask:
-        det.mask = np.zeros((0, height, width), dtype=bool)
-    return det
+def _empty(image_size: tuple[int, int]) -> sv.Detections:
+    return sv.Detections.empty()
 
 
 def _polygons_of(instances: list[list[list[float]]]) -> list[list[np.ndarray]]:
@@ -176,34 +177,35 @@ def _ovd(parsed, size, instances, dequant, registry, task, pieces) -> sv.Detecti
     names = [str(n) for n in parsed["bboxes_labels"]]
     matched = align([list(b) for b in parsed["bboxes"]], instances, dequant)
     scores, bins = _scores(matched), _bins(matched)
-    polys = _polygons_of(parsed.get("polygons") or [])
-    if not polys:
+    # pair labels with instances before dropping unusable ones (< 3 vertices), so the labels stay aligned
+    labelled = [(label, kept[0]) for label, parts in zip(parsed.get("polygons_labels", []), parsed.get("polygons") or [],
+                                                          strict=False) if (kept := _polygons_of([parts]))]  # fmt: skip
+    if not labelled:
         return _finish(det, names, task, registry, scores, bins)
-    width, height = size
-    masks = [np.zeros((height, width), dtype=bool) for _ in range(len(det))]
-    for i, (x1, y1, x2, y2) in enumerate(det.xyxy.astype(int)):
-        masks[i][y1:y2, x1:x2] = True
     xyxy = list(det.xyxy)
     whole = sequence_score(pieces)
-    for label, parts in zip(parsed.get("polygons_labels", []), polys, strict=False):
-        mask = np.zeros((height, width), dtype=bool)
-        for part in parts:
-            mask |= sv.polygon_to_mask(part.astype(np.int32), (width, height)).astype(bool)
-        masks.append(mask)
+    polys = [parts for _, parts in labelled]
+    for label, parts in labelled:
         xyxy.append(sv.polygon_to_xyxy(np.concatenate(parts)))
         names.append(str(label))
         scores.append(whole)
         bins.append(sequence_bins(pieces))
-    out = sv.Detections(xyxy=np.array(xyxy, dtype=np.float32).reshape(-1, 4), mask=np.stack(masks))
+    out = sv.Detections(xyxy=np.array(xyxy, dtype=np.float32).reshape(-1, 4))
+    # box rows have no polygon (their mask, made on demand, is the box: FlorenceResult.masks)
     out.data["polygons"] = _object_array([[] for _ in range(len(det))] + polys)
     return _finish(out, names, task, registry, scores, bins)
 
 
 def _segmentation(processor, task, text, size, pieces, label, registry) -> sv.Detections:
-    """Referring-expression / region segmentation: polygons → masks (+ the polygons)."""
+    """Referring-expression / region segmentation: one row per instance, its polygons in ``data["polygons"]``.
+
+    The box is what ``from_vlm`` gives (the extent of the integer vertices of
+    every usable part), computed here so no ``H × W`` mask is rasterised.
+    """
     parsed = _post(processor, task, text, size)
-    det = _from_vlm(task, parsed, size)
     polys = _polygons_of(parsed["polygons"])
+    boxes = [sv.polygon_to_xyxy(np.concatenate([p.astype(np.int32) for p in parts])) for parts in polys]
+    det = sv.Detections(xyxy=_tidy_boxes(np.array(boxes, dtype=np.float32).reshape(-1, 4), size))
     det.data["polygons"] = _object_array(polys)
     score, bins = sequence_score(pieces), sequence_bins(pieces)
     return _finish(det, [label] * len(det), task, registry, [score] * len(det), [bins] * len(det))
@@ -286,11 +288,10 @@ def merge_rows_per_box(
 ) -> sv.Detections:
     """Region tasks: exactly one row per prompt box, in box order.
 
-    A segmentation answer with several instances is merged into one mask; an
-    answer with none keeps its box with an empty mask and NaN confidence, so
-    row ``i`` always answers box ``i``.
+    A segmentation answer with several instances is merged into one row (all
+    their polygons); an answer with none keeps its box with no polygon (an
+    empty mask) and NaN confidence, so row ``i`` always answers box ``i``.
     """
-    width, height = image_size
     rows = []
     for det, box in zip(parts, prompt_boxes, strict=True):
         if len(det) == 1:
@@ -298,7 +299,6 @@ def merge_rows_per_box(
         elif len(det) == 0:
             row = sv.Detections(xyxy=np.array([box], dtype=np.float32))
             if task == "<REGION_TO_SEGMENTATION>":
-                row.mask = np.zeros((1, height, width), dtype=bool)
                 row.data["polygons"] = _object_array([[]])
             row.class_id = np.array([-1])
             row.confidence = np.array([math.nan], dtype=np.float32)
@@ -306,11 +306,8 @@ def merge_rows_per_box(
             row.data["source_task"] = np.array([task], dtype=str)
             row.data["loc_bins"] = _object_array([[]])
         else:
-            mask = det.mask.any(axis=0, keepdims=True) if det.mask is not None else None
             polys = [p for item in det.data.get("polygons", []) for p in item]
-            row = sv.Detections(
-                xyxy=np.array([[*det.xyxy[:, :2].min(0), *det.xyxy[:, 2:].max(0)]], dtype=np.float32), mask=mask
-            )
+            row = sv.Detections(xyxy=np.array([[*det.xyxy[:, :2].min(0), *det.xyxy[:, 2:].max(0)]], dtype=np.float32))
             row.class_id = det.class_id[:1]
             row.confidence = np.array([_nan_mean(det.confidence)], dtype=np.float32)
             row.data[CLASS_NAME] = det.data[CLASS_NAME][:1]

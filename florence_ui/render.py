@@ -34,7 +34,7 @@ import supervision as sv
 from PIL import Image
 
 from .images import to_rgb
-from .tasks import OutputKind, get_task
+from .tasks import get_task
 
 PENDING, ACCEPTED = "pending", "accepted"
 QUADS = sv.config.ORIENTED_BOX_COORDINATES
@@ -171,9 +171,6 @@ def marks_from_result(result: Any) -> list[Mark]:
         if "polygons" in det.data:
             polygons = [np.asarray(p, dtype=np.float32).reshape(-1, 2) for p in det.data["polygons"][i]]
         quad = np.asarray(det.data[QUADS][i], dtype=np.float32).reshape(4, 2) if QUADS in det.data else None
-        mask = None
-        if det.mask is not None and not polygons and spec.output is OutputKind.POLYGONS and det.mask[i].any():
-            mask = det.mask[i]
         prompt = tuple(float(v) for v in det.data["prompt_box"][i]) if "prompt_box" in det.data else None
         class_id = int(det.class_id[i]) if det.class_id is not None else 0
         marks.append(
@@ -183,8 +180,7 @@ def marks_from_result(result: Any) -> list[Mark]:
                 class_id=max(0, class_id),
                 score=_num(det.confidence[i]) if det.confidence is not None else None,
                 polygons=polygons,
-                quad=quad,
-                mask=mask,
+                quad=quad,  # segmentation rows are drawn from their polygons (results hold no masks)
                 prompt_box=prompt,
                 number=i + 1 if spec.needs_boxes else None,
             )
@@ -199,23 +195,24 @@ def marks_from_items(
 ) -> list[Mark]:
     """Review items (``review.ReviewItem``) with a region → marks in their review state.
 
-    ``prompt_boxes`` maps a run number to the boxes the user drew for it, so a
-    segmentation answer can show the box it answers; region items of a run are
-    in box order, which gives their ``#n``.
+    A region task's mark is numbered with the box its region answers
+    (``Region.box_index``, fixed when the answer arrived), never by its place
+    in ``items``: the caller filters items (rejected, latest run, accepted
+    only) and a count over what is left would give box #3's answer the label
+    "#2" and box #2's prompt bracket. ``prompt_boxes`` maps a run number to
+    the boxes the user drew for it, so that answer shows its own box.
     """
     marks: list[Mark] = []
-    seen_per_run: dict[int, int] = {}
     for item in items:
         region = item.region
         if region is None:
             continue
         number = None
         prompt = None
-        if get_task(region.source_task).needs_boxes:
-            seen_per_run[item.run] = seen_per_run.get(item.run, 0) + 1
-            number = seen_per_run[item.run]
+        if get_task(region.source_task).needs_boxes and region.box_index is not None:
+            number = int(region.box_index)
             boxes = (prompt_boxes or {}).get(item.run) or []
-            if number <= len(boxes):
+            if 1 <= number <= len(boxes):
                 prompt = tuple(float(v) for v in boxes[number - 1])
         marks.append(
             Mark(
@@ -245,6 +242,15 @@ def label_text(mark: Mark, show_scores: bool = True) -> str:
         parts.append(f"{mark.score:.2f}")
     text = " ".join(parts)
     return (CHECK + text) if text and mark.state == ACCEPTED else text
+
+
+def describe(marks: Sequence[Mark], show_scores: bool = True) -> str:
+    """The picture in words, one label per drawn mark (``✓ #2 car 0.91; #3 wheel``): the result image's alt
+    text, so screen readers (and browser tests) read exactly the labels :func:`draw` puts on the picture."""
+    texts = [label_text(m, show_scores) or "(unlabelled region)" for m in marks]
+    if not texts:
+        return "Result image: no regions drawn."
+    return f"Result image, {len(texts)} region{'s' if len(texts) != 1 else ''} drawn: " + "; ".join(texts)
 
 
 def _detections(marks: Sequence[Mark], factor: int) -> sv.Detections:

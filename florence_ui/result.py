@@ -4,7 +4,10 @@
 ``data`` carries ``class_name``, ``source_task``, ``loc_bins`` and, where they
 apply, ``polygons``, ``xyxyxyxy`` (OCR quads) and ``prompt_box`` (region
 tasks). ``confidence`` is NaN when the result came from :meth:`parse` (text
-only, no token probabilities). ``raw`` keeps the generated text with its
+only, no token probabilities). ``detections.mask`` is never filled: a
+result lives in every session's history, and full-resolution masks (``n × H ×
+W`` booleans) are what drawing and export do not need; :meth:`FlorenceResult.masks`
+and :meth:`FlorenceResult.detections_with_masks` rasterise the polygons on demand. ``raw`` keeps the generated text with its
 special tokens: the teaching view, the JSONL file and any re-parse start there.
 """
 
@@ -17,7 +20,7 @@ from typing import Any
 import numpy as np
 import supervision as sv
 
-from .tasks import get_task
+from .tasks import OutputKind, get_task
 
 
 def _num(value: Any) -> float | None:
@@ -55,6 +58,39 @@ class FlorenceResult:
     revision: str | None = None
     #: things the engine did to the input that a person should know (clipped boxes, ...)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def has_masks(self) -> bool:
+        """Whether this answer has masks to make (polygon answers: segmentation, open-vocabulary polygons)."""
+        return "polygons" in self.detections.data
+
+    def masks(self) -> np.ndarray | None:
+        """``(n, H, W)`` boolean masks, rasterised now from the polygons; None for answers without polygons.
+
+        A row's mask is its polygon parts filled (vertices truncated to whole
+        pixels, as supervision's Florence-2 reader does); a segmentation row
+        with no polygon (an empty answer) is all False, and a box row of a
+        mixed answer (open-vocabulary detection) is its box. Each call makes
+        new arrays: keep them only as long as they are needed.
+        """
+        if not self.has_masks:
+            return None
+        det = self.detections
+        width, height = (int(v) for v in self.image_size)
+        out = np.zeros((len(det), height, width), dtype=bool)
+        for i in range(len(det)):
+            fill_row_mask(out[i], det.data["polygons"][i], det.xyxy[i], self._row_is_polygon(i))
+        return out
+
+    def detections_with_masks(self) -> sv.Detections:
+        """A copy of :attr:`detections` with ``mask`` filled by :meth:`masks` (for supervision's mask tools)."""
+        det = self.detections[np.arange(len(self.detections))]
+        det.mask = self.masks()
+        return det
+
+    def _row_is_polygon(self, i: int) -> bool:
+        task = str(self.detections.data.get("source_task", [self.task] * len(self.detections))[i])
+        return get_task(task).output is OutputKind.POLYGONS
 
     @property
     def raw_list(self) -> list[str]:
@@ -109,3 +145,17 @@ class FlorenceResult:
             "revision": self.revision,
             "notes": self.notes,
         }
+
+
+def fill_row_mask(mask: np.ndarray, polygons: Any, xyxy: Any, polygon_row: bool) -> np.ndarray:
+    """Fill one row's ``(H, W)`` mask in place: its polygon parts, else (box rows) its box."""
+    height, width = mask.shape
+    parts = [np.asarray(p, dtype=np.float32).reshape(-1, 2) for p in (polygons or [])]
+    if parts or polygon_row:
+        for part in parts:
+            if len(part) >= 3:
+                np.logical_or(mask, sv.polygon_to_mask(part.astype(np.int32), (width, height)).astype(bool), out=mask)
+        return mask
+    x1, y1, x2, y2 = np.asarray(xyxy, dtype=np.float32).astype(int)
+    mask[max(0, y1) : max(0, y2), max(0, x1) : max(0, x2)] = True
+    return mask

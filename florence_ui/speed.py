@@ -53,8 +53,25 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+#: ``1`` / ``0`` force what :func:`native_bf16` says about this CPU (unset or ``auto``: read its flags)
+CPU_BF16_ENV = "FLORENCE_UI_CPU_BF16"
+
+
 def native_bf16(flags: frozenset[str] | set[str] | None = None) -> bool:
-    """Whether this CPU computes bf16 natively (otherwise bf16 is emulated: slower than fp32)."""
+    """Whether this CPU computes bf16 natively (otherwise bf16 is emulated: slower than fp32).
+
+    ``FLORENCE_UI_CPU_BF16=1`` / ``0`` overrides the flags of this machine (a VM
+    that hides or fakes them; the test suite runs once each way), but never
+    explicitly given ``flags``, which the rule's own tests pass.
+    """
+    if flags is None:
+        forced = os.environ.get(CPU_BF16_ENV, "").strip().lower()
+        if forced in ("1", "true", "yes", "on"):
+            return True
+        if forced in ("0", "false", "no", "off"):
+            return False
+        if forced not in ("", "auto"):
+            raise ValueError(f"{CPU_BF16_ENV}={forced!r}: use 1 (bf16 is native), 0 (it is not) or auto.")
     flags = cpu_flags() if flags is None else flags
     if platform.system() == "Darwin" and platform.machine() == "arm64":
         return False  # Apple's CPU matmuls in bf16 go through emulation in PyTorch; MPS is the fast path there
@@ -153,8 +170,21 @@ def _reorder_self_attention_only(cache: Any, beam_idx: Any) -> Any:
     return cache
 
 
+def beam_sharing_applies(device: str) -> bool:
+    """Whether :func:`share_beam_work` pays on ``device``: on the CPU only.
+
+    Finding the equal rows compares them with ``torch.equal``, whose answer the
+    host must read: on CUDA that is a device-to-host sync per projection per
+    call, which stalls the GPU's queue and costs more than the saved work.
+    """
+    return device.split(":")[0] == "cpu"
+
+
 def share_beam_work(model: Any) -> Any:
-    """Patch a loaded Florence-2 so its beams share the encoder-side work (answers unchanged); returns it."""
+    """Patch a loaded Florence-2 so its beams share the encoder-side work (answers unchanged); returns it.
+
+    CPU only (see :func:`beam_sharing_applies`); the loader checks that.
+    """
     for layer in model.model.language_model.decoder.layers:
         for proj in (layer.encoder_attn.k_proj, layer.encoder_attn.v_proj):
             if not isinstance(proj.forward, _DedupRowsLinear):

@@ -49,8 +49,17 @@ class LaunchedApp:
                 self.process.wait(timeout=10)
 
 
-def launch_app(checkpoint: Path, folder: Path, extra_env: dict[str, str] | None = None) -> LaunchedApp:
-    """Start ``app.py --model <checkpoint>`` and wait until it answers (or fail with its log)."""
+def launch_app(checkpoint: Path, folder: Path, extra_env: dict[str, str] | None = None, *,
+               embedded_ls_data: Path | None = None, program: list[str] | None = None,
+               wait: bool = True, cwd: Path | None = None) -> LaunchedApp:  # fmt: skip
+    """Start ``app.py --model <checkpoint>`` and wait until it answers (or fail with its log).
+
+    ``embedded_ls_data`` lets the app start its embedded Label Studio there (on a
+    free port; ``FLORENCE_UI_LS_VENV`` as set for the tests); by default it
+    starts none. ``program`` replaces ``python app.py`` (e.g. the ``florence-ui
+    serve`` console script); ``wait=False`` returns without waiting for the page. ``cwd`` is the folder it is
+    started from (default: the repository).
+    """
     port = free_port()
     temp_dir = folder / "gradio-cache"
     temp_dir.mkdir(parents=True, exist_ok=True)
@@ -58,15 +67,23 @@ def launch_app(checkpoint: Path, folder: Path, extra_env: dict[str, str] | None 
     # no Label Studio unless the caller configures one in extra_env (then app.py uses it, and starts none)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABEL_STUDIO_")}
     env |= {"GRADIO_TEMP_DIR": str(temp_dir), "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    if embedded_ls_data is not None:
+        env |= {"FLORENCE_UI_LS_DATA": str(embedded_ls_data), "FLORENCE_UI_LS_PORT": str(free_port())}
     env |= extra_env or {}
-    command = [sys.executable, str(ROOT / "app.py"), "--model", str(checkpoint), "--device", "cpu", "--port", str(port),
-               "--max-new-tokens", "16", "--num-beams", "1", "--no-labelstudio"]  # fmt: skip
+    program = program or [sys.executable, str(ROOT / "app.py")]
+    command = [*program, "--model", str(checkpoint), "--device", "cpu", "--port", str(port),
+               "--max-new-tokens", "16", "--num-beams", "1"]  # fmt: skip
+    if embedded_ls_data is None:
+        command.append("--no-labelstudio")
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])  # this tree, also for console scripts
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(command, cwd=cwd or ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True,
                                    preexec_fn=_die_with_parent)  # fmt: skip
     app = LaunchedApp(f"http://127.0.0.1:{port}/", process, temp_dir, log_path)
+    if not wait:
+        return app
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -83,6 +83,7 @@ def test_auto_cpu_dtype_is_bf16_only_where_native(flags, expected, monkeypatch):
 
 
 def test_auto_dtype_stays_fp32_on_a_cpu_without_native_bf16(monkeypatch):
+    monkeypatch.delenv("FLORENCE_UI_CPU_BF16", raising=False)  # the flags decide here, not the suite's override
     monkeypatch.setattr(speed, "cpu_flags", lambda: frozenset({"avx2", "fma", "avx512f"}))
     assert resolve_dtype("auto", "cpu") == torch.float32
     monkeypatch.setattr(speed, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
@@ -144,6 +145,19 @@ def test_share_beam_work_keeps_answers_and_scores_identical(tiny_checkpoint, mon
         a = patched.run(image, task, max_new_tokens=10, num_beams=3, use_cache=False, **kw)
         b = plain.run(image, task, max_new_tokens=10, num_beams=3, use_cache=False, **kw)
         assert a.output_tokens == b.output_tokens
+
+
+@pytest.mark.parametrize(("device", "applies"), [("cpu", True), ("cuda", False), ("cuda:1", False), ("mps", False)])
+def test_beam_sharing_is_applied_on_the_cpu_only(device, applies):
+    """Its row comparison is a host-device sync per projection on a GPU: CPU only."""
+    assert speed.beam_sharing_applies(device) is applies
+
+
+def test_cpu_load_shares_beam_work(tiny_checkpoint, monkeypatch):
+    monkeypatch.setenv("FLORENCE_UI_GEMM_TUNING", "0")
+    net = load_model(str(tiny_checkpoint), device="cpu", dtype="float32").model
+    projections = [layer.encoder_attn.k_proj.forward for layer in net.model.language_model.decoder.layers]
+    assert projections and all(isinstance(p, speed._DedupRowsLinear) for p in projections)
 
 
 def test_weight_first_gemms_keep_answers_and_scores(tiny_checkpoint, monkeypatch):

@@ -145,3 +145,62 @@ def test_labelstudio_json_imports_into_a_real_server(labelstudio_server, items, 
         pred = pred if isinstance(pred, dict) else pred.model_dump()
         assert pred["result"] == task["predictions"][0]["result"]
         assert pred["model_version"] == task["predictions"][0]["model_version"]
+
+
+def two_part_item() -> LabeledImage:
+    """A hand-built multi-part segmentation (two disjoint pieces), a box and an OCR quad on one image."""
+    parts = [[10.0, 10.0, 40.0, 10.0, 40.0, 40.0, 10.0, 40.0], [60.5, 30.25, 90.0, 30.25, 75.0, 62.0]]
+    regions = [Region("thing", (10, 10, 90, 62), "<REFERRING_EXPRESSION_SEGMENTATION>", polygons=parts),
+               Region("cat", (5.5, 5.5, 20.25, 30.75), "<OD>"),
+               Region("STOP", (50, 2, 70, 9), "<OCR_WITH_REGION>", quad=[50, 2, 70, 3, 69, 9, 51, 8])]  # fmt: skip
+    return LabeledImage(100, 80, regions=regions, image=Image.new("RGB", (100, 80)))
+
+
+def _perimeter(flat: list[float]) -> float:
+    pts = np.asarray(flat, dtype=float).reshape(-1, 2)
+    return float(np.linalg.norm(pts - np.roll(pts, -1, axis=0), axis=1).sum())
+
+
+def test_coco_is_never_crowd_and_keeps_every_polygon_part(items, tmp_path):
+    """iscrowd 0 and polygons (all parts) everywhere; area and bbox agree with pycocotools on those polygons."""
+    from pycocotools import mask as mask_utils
+
+    every = [*items, two_part_item()]
+    coco = COCO(str(export_coco(every, tmp_path / "coco")))
+    anns = coco.dataset["annotations"]
+    assert len(anns) == sum(len(i.regions) for i in every)
+    assert [a["id"] for a in anns if a["iscrowd"] != 0] == []  # training frameworks skip crowd annotations
+    by_image = {img["id"]: img for img in coco.dataset["images"]}
+    for ann in anns:
+        assert ann["iscrowd"] == 0
+        seg = ann["segmentation"]
+        assert isinstance(seg, list) and seg and all(isinstance(p, list) and len(p) >= 6 for p in seg)
+        img = by_image[ann["image_id"]]
+        rle = mask_utils.merge(mask_utils.frPyObjects(seg, img["height"], img["width"]))
+        covered = float(mask_utils.area(rle))
+        assert coco.annToMask(ann).sum() == covered
+        # both count pixels inside the polygons; they may differ on boundary pixels only
+        assert abs(ann["area"] - covered) <= max(2.0, 0.5 * sum(_perimeter(p) for p in seg)), (ann, covered)
+        points = np.concatenate([np.asarray(p, dtype=float).reshape(-1, 2) for p in seg])
+        extent = [*points.min(axis=0), *(points.max(axis=0) - points.min(axis=0))]
+        assert ann["bbox"] == pytest.approx(extent, abs=0.01)
+    [thing] = [a for a in anns if coco.cats[a["category_id"]]["name"] == "thing"]
+    assert len(thing["segmentation"]) == 2  # both parts, as Florence-2 gave them
+    assert thing["segmentation"][1] == [60.5, 30.25, 90.0, 30.25, 75.0, 62.0]
+    assert thing["bbox"] == pytest.approx([10, 10, 80, 52])
+    [cat] = [a for a in anns if coco.cats[a["category_id"]]["name"] == "cat"]
+    assert cat["segmentation"] == [[5.5, 5.5, 20.25, 5.5, 20.25, 30.75, 5.5, 30.75]]  # a box is its rectangle
+
+
+def test_yolo_writes_one_line_per_polygon_part(tmp_path):
+    item = two_part_item()
+    export_yolo([item], tmp_path / "yolo")
+    [labels] = list((tmp_path / "yolo" / "labels").iterdir())
+    lines = [line.split() for line in labels.read_text().splitlines()]
+    classes = sorted({label_of(r) for r in item.regions})
+    thing = [line for line in lines if classes[int(line[0])] == "thing"]
+    assert len(lines) == 4 and len(thing) == 2  # the two parts, then the box and the quad as polygons
+    got = [np.asarray(line[1:], dtype=float).reshape(-1, 2) * [100, 80] for line in thing]
+    for want, points in zip(item.regions[0].polygons, got, strict=True):
+        assert points.shape == np.asarray(want).reshape(-1, 2).shape  # Florence-2's vertices, not a re-traced mask
+        assert np.allclose(points, np.asarray(want).reshape(-1, 2), atol=0.01)

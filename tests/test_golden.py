@@ -63,7 +63,7 @@ def test_golden_vector(engine, vec):
         assert np.allclose(det.xyxy[:, :2], want.min(axis=1), atol=TOL_PX)
         assert np.allclose(det.xyxy[:, 2:], want.max(axis=1), atol=TOL_PX)
     if "polygons" in expected:
-        _check_polygons(det, expected["polygons"], tuple(vec["image_size"]))
+        _check_polygons(result, expected["polygons"], tuple(vec["image_size"]))
     # parse() has no token probabilities: confidence is NaN, documented
     assert det.confidence is not None and all(math.isnan(c) for c in det.confidence)
     # class ids follow class names: same name → same id
@@ -73,10 +73,11 @@ def test_golden_vector(engine, vec):
             assert (names[i] == names[j]) == (det.class_id[i] == det.class_id[j])
 
 
-def _check_polygons(det, expected_polygons, size):
+def _check_polygons(result, expected_polygons, size):
     width, height = size
-    assert len(det) == 1 and det.mask is not None
-    mask = det.mask[0]
+    det = result.detections
+    assert len(det) == 1 and det.mask is None  # results keep polygons; masks are made on demand
+    mask = result.masks()[0]
     assert mask.shape == (height, width)
     parts = det.data["polygons"][0]
     assert len(parts) == len(expected_polygons)
@@ -106,5 +107,36 @@ def test_region_task_parse_with_pixel_boxes_keeps_one_row_per_box(engine, golden
 def test_empty_segmentation_keeps_its_row(engine):
     result = engine.parse("<REGION_TO_SEGMENTATION>", ["</s><s></s>"], (64, 48), boxes=[[1, 1, 20, 20]])
     det = result.detections
-    assert len(det) == 1 and det.mask.shape == (1, 48, 64) and not det.mask.any()
+    masks = result.masks()
+    assert len(det) == 1 and masks.shape == (1, 48, 64) and not masks.any()
     assert np.allclose(det.xyxy[0], [1, 1, 20, 20])
+
+
+@pytest.mark.parametrize("task", ["<REFERRING_EXPRESSION_SEGMENTATION>", "<REGION_TO_SEGMENTATION>"])
+def test_masks_on_demand_equal_supervisions_eager_masks(engine, golden, task):
+    """``FlorenceResult.masks()`` is pixel for pixel what ``sv.Detections.from_vlm`` used to store in every result."""
+    for vec in (v for v in golden["vectors"] if v["task"] == task):
+        size = tuple(vec["image_size"])
+        result = engine.parse(task, vec["generated_text"], size, text=vec["text_input"])
+        parsed = engine.processor.post_process_generation(vec["generated_text"], task=task, image_size=size)
+        eager = sv.Detections.from_vlm(sv.VLM.FLORENCE_2, parsed, resolution_wh=size)
+        assert result.detections.mask is None
+        assert result.masks().shape == eager.mask.shape and result.masks().any()
+        assert np.array_equal(result.masks(), eager.mask)
+        assert np.array_equal(result.detections_with_masks().mask, eager.mask)
+        assert np.allclose(result.detections.xyxy, eager.xyxy)
+
+
+def test_open_vocabulary_polygons_masks_on_demand(engine):
+    """Open-vocabulary polygons: every part kept, labels aligned past an unusable instance, masks made on demand."""
+    answer = ("car<poly><loc_100><loc_100><loc_300><loc_300></poly>"  # two vertices: no polygon, dropped
+              "wheel<poly><loc_500><loc_500><loc_600><loc_500><loc_600><loc_600><sep>"
+              "<loc_700><loc_700><loc_800><loc_700><loc_800><loc_800></poly>")  # fmt: skip
+    result = engine.parse("<OPEN_VOCABULARY_DETECTION>", answer, (200, 100), text="car, wheel")
+    det = result.detections
+    assert det.mask is None and list(det.data["class_name"]) == ["wheel"]
+    assert len(det.data["polygons"][0]) == 2  # both parts kept
+    masks = result.masks()
+    assert masks.shape == (1, 100, 200)
+    assert masks[0][52, 115] and masks[0][72, 155] and not masks[0][65, 130]  # inside part 1, part 2; between
+    assert np.allclose(det.xyxy[0], [100, 50, 160, 80], atol=1)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -23,15 +26,34 @@ def test_aliases_name_the_converted_checkpoints():
     assert resolve_model_id("/some/dir") == "/some/dir"
 
 
-def test_device_and_dtype_defaults_on_this_machine():
-    assert resolve_device("auto") == "cpu"  # no GPU here
-    assert resolve_dtype("auto", "cpu") == torch.float32
+def test_device_and_dtype_defaults_follow_the_rule():
+    """The rule, not this machine's answer: auto on CPU is bf16 exactly where bf16 is native (or forced so)."""
+    from florence_ui.speed import native_bf16
+
+    assert resolve_device("auto") == "cpu"  # no GPU on the machines this suite runs on
+    assert resolve_dtype("auto", "cpu") == (torch.bfloat16 if native_bf16() else torch.float32)
     assert resolve_dtype("auto", "cuda") == torch.float16
+    assert resolve_dtype("auto", "mps") == torch.float32
     assert resolve_dtype("bf16", "cpu") == torch.bfloat16
+    assert resolve_dtype("float32", "cpu") == torch.float32
     with pytest.raises(ModelLoadError, match="no CUDA GPU"):
         resolve_device("cuda")
     with pytest.raises(ModelLoadError, match="Unknown dtype"):
         resolve_dtype("int3", "cpu")
+
+
+@pytest.mark.parametrize(("forced", "expected"), [("1", torch.bfloat16), ("0", torch.float32)])
+def test_cpu_bf16_can_be_forced_either_way(forced, expected, monkeypatch):
+    """FLORENCE_UI_CPU_BF16 decides what auto means on this CPU, whatever its flags say (the suite runs both ways)."""
+    monkeypatch.setenv("FLORENCE_UI_CPU_BF16", forced)
+    assert resolve_dtype("auto", "cpu") == expected
+    assert resolve_dtype("auto", "cuda") == torch.float16  # the override is about CPUs only
+
+
+def test_a_malformed_cpu_bf16_override_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("FLORENCE_UI_CPU_BF16", "maybe")
+    with pytest.raises(ModelLoadError, match="FLORENCE_UI_CPU_BF16"):
+        resolve_dtype("auto", "cpu")
 
 
 def test_missing_local_dir_is_a_clear_error(tmp_path):
@@ -111,3 +133,83 @@ def test_parser_only_engine_parses_but_cannot_run(tiny_checkpoint, golden):
     )
     with pytest.raises(InputError, match="parse only"):
         parser.run(Image.new("RGB", (8, 8)), "<OD>")
+
+
+# ---- is the Hub reachable? asked through huggingface_hub's own session (proxies, HF_ENDPOINT) -------------
+class _Recorder(BaseHTTPRequestHandler):
+    """Answers every request 200 and records its request line: a hub mirror, or an HTTP proxy."""
+
+    seen: list[str] = []
+
+    def _answer(self) -> None:
+        type(self).seen.append(f"{self.command} {self.path}")
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(b"{}")
+
+    do_GET = do_HEAD = _answer
+
+    def log_message(self, *args) -> None:  # keep pytest's output clean
+        pass
+
+
+@pytest.fixture
+def recorder():
+    _Recorder.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def fresh_hub_session(monkeypatch):
+    """huggingface_hub's client reads proxy variables when it is made: make a new one for this test."""
+    from huggingface_hub.utils import close_session
+
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    close_session()
+    yield monkeypatch
+    close_session()
+
+
+def test_a_hub_mirror_on_another_port_is_reachable(recorder, fresh_hub_session):
+    """HF_ENDPOINT on a port other than 443 (a mirror) is asked, not a socket on port 443."""
+    from huggingface_hub import constants
+
+    from florence_ui.loading import hub_reachable
+
+    fresh_hub_session.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{recorder.server_port}")
+    assert hub_reachable(timeout=5)
+    assert any("/api/models" in line for line in _Recorder.seen)
+
+
+def test_the_hub_is_reachable_through_a_mandatory_proxy(recorder, fresh_hub_session):
+    """The endpoint's name resolves nowhere here; only the proxy can reach it, as behind a corporate proxy."""
+    from huggingface_hub import constants
+
+    from florence_ui.loading import hub_reachable
+
+    fresh_hub_session.setattr(constants, "ENDPOINT", "http://hub.florence-ui.invalid")
+    fresh_hub_session.setenv("HTTP_PROXY", f"http://127.0.0.1:{recorder.server_port}")
+    assert hub_reachable(timeout=5)
+    assert any(line.startswith("HEAD http://hub.florence-ui.invalid/api/models") for line in _Recorder.seen)
+
+
+def test_an_unreachable_hub_is_reported_in_seconds(fresh_hub_session):
+    from huggingface_hub import constants
+
+    from florence_ui.loading import _hub_options, hub_reachable
+    from florence_ui.ls_server import free_port
+
+    fresh_hub_session.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    fresh_hub_session.delenv("HF_HUB_OFFLINE", raising=False)
+    started = time.monotonic()
+    assert not hub_reachable(timeout=2)
+    assert _hub_options("florence-community/Florence-2-base") == {"local_files_only": True}  # cache first
+    assert time.monotonic() - started < 10

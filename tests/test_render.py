@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
 import supervision as sv
 from PIL import Image
+from recorded_engine import _move_polygon
 
+from florence_ui import render
 from florence_ui.render import (
     ACCEPTED,
     PALETTE,
@@ -22,7 +25,7 @@ from florence_ui.render import (
     render_result,
     upscale_factor,
 )
-from florence_ui.review import ReviewSession
+from florence_ui.review import REJECTED, ReviewSession
 
 
 def vector(golden: dict, task: str, image: str | None = None) -> dict:
@@ -76,7 +79,7 @@ def test_segmentation_is_drawn_as_a_filled_mask(engine, golden):
     result, v = parsed(engine, golden, "<REFERRING_EXPRESSION_SEGMENTATION>")
     base = canvas(tuple(v["image_size"]))
     out = np.asarray(render_result(base, result)).astype(int)
-    mask = result.detections.mask[0]
+    mask = result.masks()[0]  # made on demand from the polygons
     changed = np.abs(out - np.asarray(base).astype(int)).sum(-1) > 10
     assert changed[mask].mean() > 0.9  # the inside is tinted
     x1, y1, x2, y2 = result.detections.xyxy[0].astype(int)
@@ -161,3 +164,74 @@ def test_fonts_cover_the_labels():
     if path is None:
         pytest.skip("no TrueType font installed; PIL's default font is used")
     assert path.endswith((".ttf", ".otf", ".ttc"))
+
+
+# ---- region numbers: a region's "#n" is the box it answers, whatever the view filters out ---------------------------
+THREE_BOXES = [[40.0, 60.0, 180.0, 200.0], [250.0, 80.0, 400.0, 260.0], [449.0, 276.0, 555.0, 371.0]]
+
+
+def three_box_segmentation(engine, golden):
+    """The recorded Region → segmentation answer, moved into each of three drawn boxes (as Florence-2 answers
+    each box on its own), parsed by the real parser and added to a review."""
+    v = vector(golden, "<REGION_TO_SEGMENTATION>")
+    size = tuple(v["image_size"])
+    asked = [int(b) for b in re.findall(r"<loc_(\d+)>", v["text_input"])]
+    answers = [_move_polygon(v["generated_text"], asked, engine.quantize_box(box, size)) for box in THREE_BOXES]
+    result = engine.parse(v["task"], answers, size, boxes=THREE_BOXES)
+    review = ReviewSession()
+    review.start("k", size)
+    items = review.add_result(result)
+    return review, items, size
+
+
+def class_ids(engine):
+    return lambda label: int(engine.classes.ids([label])[0])
+
+
+def inside(mark: Mark, box) -> bool:
+    """The mark's mask outline sits in ``box`` (give or take a bin): the answer belongs to that box."""
+    points = np.concatenate(mark.polygons)
+    x1, y1, x2, y2 = box
+    return bool((points[:, 0] >= x1 - 3).all() and (points[:, 0] <= x2 + 3).all()
+                and (points[:, 1] >= y1 - 3).all() and (points[:, 1] <= y2 + 3).all())  # fmt: skip
+
+
+def test_region_items_carry_the_box_they_answer(engine, golden):
+    review, items, _ = three_box_segmentation(engine, golden)
+    assert [i.region.box_index for i in items] == [1, 2, 3]
+    review.relabel(items[1].id, "a hubcap")
+    assert review.get(items[1].id).region.box_index == 2  # a relabel keeps it
+    od, _ = parsed(engine, golden, "<OD>", "beetle")
+    assert {i.region.box_index for i in ReviewSession().add_result(od)} == {None}  # whole-image tasks have none
+
+
+def test_rejecting_box_1_keeps_the_others_numbers_and_brackets(engine, golden):
+    review, items, size = three_box_segmentation(engine, golden)
+    review.set_status([items[0].id], REJECTED)
+    shown = [i for i in review.items if i.status != REJECTED]
+    marks = marks_from_items(shown, class_ids(engine), {1: THREE_BOXES})
+    assert [m.number for m in marks] == [2, 3]
+    assert [label_text(m).split()[0] for m in marks] == ["#2", "#3"]
+    assert [m.prompt_box for m in marks] == [tuple(THREE_BOXES[1]), tuple(THREE_BOXES[2])]
+    assert all(inside(m, THREE_BOXES[n]) for m, n in zip(marks, (1, 2), strict=True))
+    # drawn: the brackets of boxes #2 and #3 (white corners), none for the rejected box #1
+    out = draw(canvas(size), marks)
+    for box in THREE_BOXES[1:]:
+        assert colour_at(out, (box[2] - 2, box[3] - 2)) == (255, 255, 255)
+    assert colour_at(out, (THREE_BOXES[0][2] - 2, THREE_BOXES[0][3] - 2)) != (255, 255, 255)
+    # the alt text of the picture lists exactly those labels
+    assert render.describe(marks).endswith(": " + "; ".join(label_text(m) for m in marks))
+    assert "#1" not in render.describe(marks)
+
+
+def test_accepted_only_shows_the_accepted_boxes_own_number(engine, golden):
+    od, _ = parsed(engine, golden, "<OD>", "beetle")
+    review, _, _ = three_box_segmentation(engine, golden)
+    review.add_result(od)  # run 2: whole-image regions after the region run
+    region_items = [i for i in review.items if i.run == 1]
+    review.set_status([region_items[2].id, review.items[-1].id], ACCEPTED)  # box #3 and the last OD box
+    marks = marks_from_items(review.by_status(ACCEPTED), class_ids(engine), {1: THREE_BOXES, 2: []})
+    assert [m.number for m in marks] == [3, None]
+    assert label_text(marks[0]).startswith("✓ #3 ")
+    assert marks[0].prompt_box == tuple(THREE_BOXES[2]) and inside(marks[0], THREE_BOXES[2])
+    assert marks[1].prompt_box is None and not label_text(marks[1]).startswith("✓ #")

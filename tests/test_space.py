@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 import gradio
@@ -57,22 +56,39 @@ def test_build_assembles_the_folder(tmp_path):
     assert not list(out.rglob("__pycache__"))
 
 
-def test_zerogpu_wrapper_uses_spaces_gpu_when_present(monkeypatch, engine):
-    from florence_ui import zerogpu
+class _ZeroGPU:
+    """Stands in for the ``spaces`` package (ZeroGPU cannot run here): sizes each slot as the platform does.
 
-    calls = []
+    Like ``spaces.GPU``, ``duration`` may be a number or a function of the
+    call's own arguments; a call that outlives its slot is what the platform
+    kills, so it is recorded as a platform error.
+    """
 
-    def GPU(duration=60):  # the stand-in for the `spaces` package's decorator
+    def __init__(self) -> None:
+        self.slots: list[int] = []
+        self.overran: list[float] = []
+
+    def GPU(self, duration=60):  # noqa: N802 - the package's own name
         def deco(fn):
             def inner(*a, **k):
-                calls.append(duration)
-                return fn(*a, **k)
+                slot = duration(*a, **k) if callable(duration) else duration
+                self.slots.append(slot)
+                started = time.monotonic()
+                out = fn(*a, **k)
+                if time.monotonic() - started > slot:
+                    self.overran.append(time.monotonic() - started)
+                return out
 
             return inner
 
         return deco
 
-    monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=GPU))
+
+def test_zerogpu_wrapper_uses_spaces_gpu_when_present(monkeypatch, engine):
+    from florence_ui import zerogpu
+
+    platform = _ZeroGPU()
+    monkeypatch.setitem(sys.modules, "spaces", platform)
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
     monkeypatch.delenv("FLORENCE_MODEL", raising=False)
     assert zerogpu.on_zerogpu() and zerogpu.default_model() == "large"
@@ -82,9 +98,46 @@ def test_zerogpu_wrapper_uses_spaces_gpu_when_present(monkeypatch, engine):
         from PIL import Image
 
         engine.run(Image.new("RGB", (32, 32)), "<CAPTION>", max_new_tokens=3, num_beams=1)
-        assert calls == [30]
+        assert platform.slots == [30]
     finally:
         engine.run = original
+
+
+def test_zerogpu_slots_grow_with_the_work_and_stay_within_bounds(monkeypatch):
+    from florence_ui import GenerationSettings, zerogpu
+
+    monkeypatch.delenv("FLORENCE_UI_ZEROGPU_MAX_S", raising=False)
+    short = zerogpu.slot_seconds(None, "<OD>", settings=GenerationSettings(32, 1))
+    long = zerogpu.slot_seconds(None, "<OD>", settings=GenerationSettings(1024, 3))
+    boxes = zerogpu.slot_seconds(None, "<REGION_TO_CATEGORY>", None, [[0, 0, 5, 5]] * 64,
+                                 settings=GenerationSettings(1024, 3))  # fmt: skip
+    assert zerogpu.MIN_SLOT_S <= short < long <= boxes <= zerogpu.MAX_SLOT_S
+    monkeypatch.setenv("FLORENCE_UI_ZEROGPU_MAX_S", "45")
+    assert zerogpu.slot_seconds(None, "<REGION_TO_CATEGORY>", None, [[0, 0, 5, 5]] * 64) == 45
+
+
+def test_a_long_answer_on_zerogpu_is_cut_at_the_time_limit_not_killed_by_the_platform(monkeypatch, engine):
+    """The generation time limit sits below the slot, whatever FLORENCE_UI_REQUEST_TIMEOUT says (180 s here)."""
+    from PIL import Image
+
+    from florence_ui import zerogpu
+
+    platform = _ZeroGPU()
+    monkeypatch.setitem(sys.modules, "spaces", platform)
+    monkeypatch.setenv("FLORENCE_UI_REQUEST_TIMEOUT", "180")
+    monkeypatch.setattr(zerogpu, "SLOT_MARGIN_S", 2)  # a 3 s slot: generation must stop after 1 s
+    original, min_new = engine.run, engine.model.generation_config.min_new_tokens
+    engine.model.generation_config.min_new_tokens = 1024  # the tiny model would stop early otherwise
+    try:
+        zerogpu.wrap_engine(engine, duration=3)
+        boxes = [[i, i, 40 + i, 40 + i] for i in range(16)]  # 16 boxes × 8 beams × 1024 tokens: far beyond 3 s here
+        result = engine.run(Image.new("RGB", (64, 64)), "<REGION_TO_CATEGORY>", None, boxes, max_new_tokens=1024,
+                            num_beams=8, use_cache=False)  # fmt: skip
+    finally:
+        engine.run, engine.model.generation_config.min_new_tokens = original, min_new
+    assert platform.slots == [3] and not platform.overran
+    assert result.truncated and any("time limit" in note and "slot" in note for note in result.notes)
+    assert result.timings["generate_s"] < 3
 
 
 def test_zerogpu_wrapper_is_a_noop_without_spaces(monkeypatch):

@@ -89,3 +89,18 @@ def test_cli_rejects_bad_options(bad):
 
     with pytest.raises(SystemExit):
         app.parse_args(bad)
+
+
+def test_every_page_event_reports_its_failure_in_the_status_line(engine):
+    """A failing event (a bug, a 500 from gradio) must show a message: each one a browser can trigger, the Label
+    Studio tab's and the examples' included, has a gradio ``.failure()`` listener that writes the status line."""
+    demo = build_app(engine)
+    status = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "status")
+    fns = list(demo.fns.values())
+    failure_listeners = {fn.trigger_after: fn for fn in fns if fn.trigger_only_on_failure}
+    page_events = [fn for fn in fns if fn.targets and not fn.trigger_only_on_failure]
+    assert len(page_events) > 15 and any(fn.name == "load_example" for fn in page_events)
+    for fn in page_events:
+        listener = failure_listeners.get(fn._id)
+        assert listener is not None, f"{fn.name} has no failure listener"
+        assert [o._id for o in listener.outputs] == [status._id]

@@ -127,7 +127,7 @@ def test_every_task_runs_and_redraws_the_page(controller):
         views = page_views(controller, session)
         assert len(views) == 10
         image, status, answer, result_json, rows, summary, teach_md, tokens, bins, picker = views
-        assert image.size == (640, 427)
+        assert image["value"].size == (640, 427) and image["alt_text"].startswith("Result image")
         assert result_json["task"] == token
         assert token in teach_md and tokens
         assert len(rows[0]) == len(REVIEW_HEADERS)
@@ -243,4 +243,27 @@ def test_sessions_are_independent(controller):
     assert second.boxes == [] and second.review.items == []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert page_views(controller, second)[0] is None
+        assert page_views(controller, second)[0]["value"] is None
+
+
+def test_region_numbers_follow_their_box_in_every_view(controller):
+    boxes = [[20, 30, 200, 260], [250, 60, 400, 300], [430, 80, 620, 400]]
+    session = session_with(controller, boxes)
+    controller.run(session, "<REGION_TO_SEGMENTATION>")
+    first, second, third = (i.id for i in session.review.items)
+    session.review.set_status([first], "rejected")
+    for show in ("latest", "all"):
+        session.show = show
+        marks = controller.result_marks(session)
+        assert [(m.number, m.prompt_box) for m in marks] == [(2, tuple(boxes[1])), (3, tuple(boxes[2]))], show
+        alt = page_views(controller, session)[0]["alt_text"]
+        assert "#1" not in alt and "#2 " in alt and "#3 " in alt
+    session.review.set_status([third], "accepted")
+    session.show = "accepted"
+    assert [(m.number, m.prompt_box) for m in controller.result_marks(session)] == [(3, tuple(boxes[2]))]
+    assert "✓ #3 " in page_views(controller, session)[0]["alt_text"]
+    # the review table names each row's box, and a later whole-image run changes none of them
+    controller.run(session, "<OD>")
+    tasks = {row[1]: row[3] for row in review_rows(session)}
+    assert [tasks[i] for i in (first, second, third)] == [f"Region to segmentation · box #{n}" for n in (1, 2, 3)]
+    assert [m.number for m in controller.result_marks(session)] == [3]

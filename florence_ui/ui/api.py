@@ -63,6 +63,8 @@ def review_json(session: UISession) -> dict[str, Any]:
         if item.region is not None:
             entry["box"] = [round(v, 2) for v in item.region.xyxy]
             entry["kind"] = item.region.kind
+            if item.region.box_index is not None:
+                entry["box_number"] = item.region.box_index  # the prompt box (1-based) this region answers
         else:
             entry["kind"] = "image_text"
         items.append(entry)
@@ -81,7 +83,7 @@ def register_api(controller: Controller, state: gr.State) -> None:
         if not image_path:
             raise InputError("No image: pass an image file (gradio_client.handle_file(path_or_url)).")
         image = open_image(image_path)
-        session.set_image(image, name=str(image_path).replace("\\", "/").rsplit("/", 1)[-1])
+        session.set_image(image, name=str(image_path).replace("\\", "/").rsplit("/", 1)[-1], file=image_path)
         session.image_path, session.image_turns = None, 0
 
     def run_task(session, image, task, text, boxes, max_new_tokens, num_beams):

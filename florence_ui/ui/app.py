@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -30,7 +31,16 @@ from ..teaching import TOKEN_COLORS
 from .api import register_api
 from .controller import SHOW_MODES, Controller, annotator_value, box_hint, box_rows, task_choices, task_help
 from .session import UISession
-from .views import BIN_HEADERS, BOX_HEADERS, EMPTY_STATUS, REVIEW_HEADERS, REVIEW_TYPES, page_views, teaching_outputs
+from .views import (
+    BIN_HEADERS,
+    BOX_HEADERS,
+    EMPTY_STATUS,
+    REVIEW_HEADERS,
+    REVIEW_TYPES,
+    page_views,
+    result_view,
+    teaching_outputs,
+)
 
 log = logging.getLogger(__name__)
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
@@ -41,7 +51,11 @@ THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="amber", neutral_hue=
 CSS = """
 #header h1 { margin: 0 0 .2rem 0; }
 #header p { margin: 0; }
-#status blockquote { border-left: 4px solid #f59e0b; background: #fffbeb; padding: .4rem .8rem; margin: .4rem 0; }
+/* theme variables only, so warnings follow dark mode (a fixed light background left its light text unreadable):
+   the amber accent, and a faint amber tint over the page's own background */
+#status blockquote { border-left: 4px solid var(--secondary-500); color: var(--body-text-color);
+                     background: color-mix(in srgb, var(--secondary-500) 12%, var(--background-fill-primary));
+                     padding: .4rem .8rem; margin: .4rem 0; }
 #status { min-height: 2.5rem; }
 #review-table td { vertical-align: top; }
 #review-table .add-row-button { display: none; }
@@ -65,6 +79,20 @@ def _warn(exc: BaseException) -> str:
     return f"> ⚠️ {message}"
 
 
+@cache
+def _serve_examples() -> None:
+    """Serve the bundled examples from the package folder, wherever the app was started.
+
+    Gradio only serves files under the working directory, its temp dir and
+    ``allowed_paths``; started from another folder (``cd /tmp && python
+    /path/app.py``) every example click answered 500 (``InvalidPathError``).
+    ``gr.set_static_paths`` is gradio's way for ``gr.Examples`` files: served in
+    place (not copied to the cache), for every app of this process. The folder
+    holds only the example photos and their licences.
+    """
+    gr.set_static_paths([EXAMPLES_DIR])
+
+
 def header_markdown(engine: FlorenceEngine, settings: GenerationSettings) -> str:
     return (
         "# Florence-2 UI\n"
@@ -78,6 +106,7 @@ def build_app(engine: FlorenceEngine, *, settings: GenerationSettings | None = N
     """The whole page over one shared engine. Launch it with ``demo.launch(...)`` or :func:`launch`."""
     controller = Controller(engine, settings)
     settings = controller.settings
+    _serve_examples()
     with warnings.catch_warnings():
         # Gradio 6 prefers theme/css at launch(); passing them here keeps them for every
         # launch (tests, app.py, Spaces) and gradio still honours them.
@@ -183,6 +212,7 @@ def build_app(engine: FlorenceEngine, *, settings: GenerationSettings | None = N
                    teach_bins, teach_picker],
         )  # fmt: skip
         _wire(page, controller)
+        report_failures(demo, status)
     # a bounded queue: past queue_size waiting requests, new ones get "queue is full" instead of hours of waiting
     demo.queue(max_size=limits.current().queue_size, default_concurrency_limit=1)
     return demo
@@ -306,7 +336,7 @@ def _wire(c: SimpleNamespace, controller: Controller) -> None:
     def view_option(name: str):
         def handler(session, value):
             setattr(session, name, value)
-            return session, controller.result_image(session)
+            return session, result_view(controller, session)
 
         return handler
 
@@ -337,6 +367,34 @@ def _wire(c: SimpleNamespace, controller: Controller) -> None:
     c.grid.change(view_option("grid"), [state, c.grid], [state, c.result_image], **light)
     teach_outputs = [state, c.teach_md, c.teach_tokens, c.teach_bins]
     c.teach_picker.input(on_teach, [state, c.teach_picker], teach_outputs, **light)
+
+
+#: what the page says when an event fails outside the handlers' own checks (a bug, a server-side refusal)
+EVENT_FAILED = ("That action failed on the server (an unexpected error; the terminal running app.py shows the "
+                "details). Nothing you did before is lost: try again, or pick another image or task.")  # fmt: skip
+
+
+def report_failures(demo: gr.Blocks, status: gr.components.Component) -> None:
+    """Every event of the page that fails shows a warning toast and a line in the status box.
+
+    The handlers turn bad input into warnings themselves, but an event can still fail outside them (a bug, or
+    gradio refusing a request: a file outside its allowed paths answers 500) and gradio then shows nothing.
+    Gradio's ``.failure()`` listener reports it; it is added here to every event a browser can trigger (and
+    their follow-ups), the Label Studio tab's and the examples' included, so a new event cannot forget it.
+    """
+
+    def on_failure() -> str:
+        gr.Warning(EVENT_FAILED, duration=8)
+        return f"> ⚠️ {EVENT_FAILED}"
+
+    events = list(demo.fns.values())
+    reported = {fn.trigger_after for fn in events if fn.trigger_only_on_failure}
+    for fn in events:
+        in_page = bool(fn.targets) or fn.trigger_after is not None  # API-only endpoints have neither
+        if in_page and not fn.trigger_only_on_failure and fn._id not in reported:
+            gr.events.Dependency(None, {}, fn._id, fn.fn).failure(
+                on_failure, None, [status], show_progress="hidden", api_visibility="private", concurrency_limit=None
+            )
 
 
 def launch(

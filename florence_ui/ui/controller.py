@@ -18,7 +18,7 @@ from PIL import Image
 from .. import limits
 from ..engine import FlorenceEngine, GenerationSettings, InputError
 from ..images import ImageLoadError, open_image, rotate_quarter_turns
-from ..render import draw, marks_from_items
+from ..render import Mark, draw, marks_from_items
 from ..review import ACCEPTED, PENDING, REJECTED, ReviewSession
 from ..tasks import TASKS, InputKind, OutputKind, Task, get_task
 from ..teaching import grid_overlay, md_tokens
@@ -131,7 +131,7 @@ class Controller:
         changed = False
         if path is None or (path, turns) != (session.image_path, session.image_turns) or session.image is None:
             image = rotate_quarter_turns(open_image(source), turns)
-            changed = session.set_image(image, name=_name_of(source))
+            changed = session.set_image(image, name=_name_of(source), file=path, turns=turns)
             session.image_path, session.image_turns = path, turns
         session.boxes = boxes_from_value(value)
         return changed
@@ -272,10 +272,8 @@ class Controller:
     def class_id(self, label: str) -> int:
         return int(self.engine.classes.ids([label])[0])
 
-    def result_image(self, session: UISession) -> Image.Image | None:
-        """The page's picture: review regions drawn by state (+ the 1000-bin grid when asked)."""
-        if session.image is None:
-            return None
+    def result_marks(self, session: UISession) -> list[Mark]:
+        """What the result image draws for the session's "show" choice, each region numbered by its own box."""
         review = session.review
         latest = review.runs
         if session.show == "accepted":
@@ -285,7 +283,13 @@ class Controller:
         else:
             items = [i for i in review.items if i.status == ACCEPTED or (i.run == latest and i.status == PENDING)]
         prompt_boxes = {n + 1: (r.boxes or []) for n, r in enumerate(session.results)}
-        picture = draw(session.image, marks_from_items(items, self.class_id, prompt_boxes))
+        return marks_from_items(items, self.class_id, prompt_boxes)
+
+    def result_image(self, session: UISession, marks: Sequence[Mark] | None = None) -> Image.Image | None:
+        """The page's picture: review regions drawn by state (+ the 1000-bin grid when asked)."""
+        if session.image is None:
+            return None
+        picture = draw(session.image, self.result_marks(session) if marks is None else marks)
         return grid_overlay(picture) if session.grid else picture
 
 

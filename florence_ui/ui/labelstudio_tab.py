@@ -11,6 +11,16 @@ them without a browser. What they promise:
   the browser's localStorage. Left empty, the key comes from the environment
   (``LABEL_STUDIO_API_KEY``, also set by the embedded local Label Studio) and
   never reaches the page at all.
+* Whose key goes where is decided by :func:`florence_ui.ls_access.decide`
+  (read there for the whole rule): the server's key is only sent to
+  ``LABEL_STUDIO_URL`` (same scheme, host and port); another URL needs the
+  visitor's own key, and a key typed for one server is kept for that server
+  only (typing another URL asks for its key again). A refusal is a message
+  and no request at all. When the app is reachable from other machines (a
+  non-loopback host, a share link, a Space), typed URLs on loopback / private
+  / link-local addresses are refused (``FLORENCE_UI_LS_ALLOW_PRIVATE=1``
+  allows them); ``FLORENCE_UI_LS_LOCKED`` (on by default on a configured
+  Space) pins the tab, page and API routes alike, to the configured server.
 * A failing Label Studio or bad input gives a message, never a crash; the
   accepted regions stay in the review, so a second push retries them (pushes
   are idempotent: the same image updates its task).
@@ -23,13 +33,16 @@ them without a browser. What they promise:
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio.context import get_blocks_context
 
 from ..export import export_coco, export_labelstudio_json, export_yolo, zip_dir
 from ..labels import LabeledImage
@@ -45,6 +58,7 @@ from ..labelstudio_client import (
     push_images,
     whoami,
 )
+from ..ls_access import Exposure, StoredKey, decide_from_env, key_origin, locked
 from ..ls_server import embedded_status
 
 log = logging.getLogger(__name__)
@@ -59,12 +73,16 @@ MAP_HEADERS = ["our label", "regions", "map to (a label of the project)"]
 
 
 class Secret:
-    """A string that never shows itself: ``str``/``repr`` print dots, :attr:`value` holds it."""
+    """A string that never shows itself: ``str``/``repr`` print dots, :attr:`value` holds it.
 
-    __slots__ = ("value",)
+    :attr:`origin` is the Label Studio origin the key was typed for: it is only ever sent there.
+    """
 
-    def __init__(self, value: str) -> None:
+    __slots__ = ("value", "origin")
+
+    def __init__(self, value: str, origin: Any = None) -> None:
         self.value = value
+        self.origin = origin
 
     def __repr__(self) -> str:
         return "Secret('••••')"
@@ -73,11 +91,18 @@ class Secret:
 
 
 # ---- handlers (plain functions: tested without a browser) ------------------------------------
-def settings_of(session: Any) -> LSSettings:
-    """The session's URL and key, else the environment's (the SDK's variables)."""
+def settings_of(session: Any, exposure: Exposure | None = None) -> LSSettings:
+    """The session's URL and key as :func:`~florence_ui.ls_access.decide` allows them (it raises when it doesn't).
+
+    ``exposure``: where the app is reachable from (``build`` passes what gradio was launched with); None
+    reads ``GRADIO_SERVER_NAME`` / ``SPACE_ID``.
+    """
     ls = session.labelstudio
     key = ls.get("api_key")
-    return LSSettings.from_env(url=ls.get("url"), api_key=key.value if isinstance(key, Secret) else None)
+    stored = StoredKey(key.value, key.origin) if isinstance(key, Secret) else None
+    target = decide_from_env(ls.get("url"), None, stored, exposure=exposure)
+    return LSSettings(url=target.url, api_key=target.api_key, timeout=LSSettings.from_env().timeout,
+                      public_only=target.public_only)  # fmt: skip
 
 
 def _fail(exc: BaseException) -> str:
@@ -88,10 +113,13 @@ def _fail(exc: BaseException) -> str:
 
 
 def remember_connection(session: Any, url: str | None, key: str | None) -> None:
-    """Keep what was typed; an empty key box keeps the key stored before (or the environment's)."""
+    """Keep what was typed; a typed key is bound to the URL typed with it (empty URL: LABEL_STUDIO_URL's).
+
+    An empty key box keeps the key stored before, which :func:`settings_of` only sends to its own origin.
+    """
     session.labelstudio["url"] = (url or "").strip() or None
     if key and key.strip():
-        session.labelstudio["api_key"] = Secret(key.strip())
+        session.labelstudio["api_key"] = Secret(key.strip(), key_origin(url))
 
 
 def _choices(projects: list[tuple[int, str]]) -> list[tuple[str, int]]:
@@ -102,12 +130,12 @@ def _cleared_key() -> Any:
     return gr.update(value="", placeholder="stored for this browser session (type to replace)")
 
 
-def on_test(session: Any, url: str | None, key: str | None) -> tuple:
+def on_test(session: Any, url: str | None, key: str | None, exposure: Exposure | None = None) -> tuple:
     """Test connection → (session, message, key box update, project dropdown update)."""
     remember_connection(session, url, key)
     cleared = _cleared_key()
     try:
-        settings = settings_of(session)
+        settings = settings_of(session, exposure)
         me = whoami(settings)
         projects = list_projects(settings)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message
@@ -119,11 +147,11 @@ def on_test(session: Any, url: str | None, key: str | None) -> tuple:
     return session, message, cleared, gr.update(choices=_choices(projects), value=session.labelstudio.get("project"))
 
 
-def on_refresh(session: Any, url: str | None, key: str | None) -> tuple:
+def on_refresh(session: Any, url: str | None, key: str | None, exposure: Exposure | None = None) -> tuple:
     """↻ → (session, message, key box update, project dropdown update)."""
     remember_connection(session, url, key)
     try:
-        projects = list_projects(settings_of(session))
+        projects = list_projects(settings_of(session, exposure))
     except Exception as exc:  # noqa: BLE001
         return session, _fail(exc), _cleared_key(), gr.skip()
     return session, f"{len(projects)} project(s).", _cleared_key(), gr.update(choices=_choices(projects))
@@ -143,7 +171,8 @@ def _mapping_rows(check: LabelCheck) -> list[list[Any]]:
     return [[label, n, ""] for labels in check.missing_labels.values() for label, n in labels.items()]
 
 
-def on_check(session: Any, url: str | None, key: str | None, mode: str, project: Any) -> tuple:
+def on_check(session: Any, url: str | None, key: str | None, mode: str, project: Any,
+             exposure: Exposure | None = None) -> tuple:  # fmt: skip
     """Check labels → (session, key box update, message, mapping table rows)."""
     remember_connection(session, url, key)
     try:
@@ -155,7 +184,7 @@ def on_check(session: Any, url: str | None, key: str | None, mode: str, project:
                        f"RectangleLabels {boxes or '—'}, PolygonLabels {polys or '—'}, "
                        f"{req.region_texts} region text(s), {sum(req.image_texts.values())} image text(s).")  # fmt: skip
             return session, _cleared_key(), message, []
-        check = check_project(settings_of(session), int(project), items)
+        check = check_project(settings_of(session, exposure), int(project), items)
     except Exception as exc:  # noqa: BLE001
         return session, _cleared_key(), _fail(exc), gr.skip()
     message = ("✅ " if check.ok else "⚠️ ") + check.describe().replace("\n", "\n\n")
@@ -208,14 +237,14 @@ def _label_map(rows: Any) -> dict[str, str]:
 
 
 def on_push(session: Any, url: str | None, key: str | None, mode: str, project: Any, title: str, missing: str,
-            mapping: Any, source: str, image_url: str | None) -> tuple:  # fmt: skip
+            mapping: Any, source: str, image_url: str | None, exposure: Exposure | None = None) -> tuple:  # fmt: skip
     """Push → (session, key box update, summary markdown, project dropdown update)."""
     remember_connection(session, url, key)
     dropdown = gr.skip()
     settings = None
     try:
         items = current_items(session)
-        settings = settings_of(session)
+        settings = settings_of(session, exposure)
         if source == "url" and not (image_url or "").strip():
             raise ValueError("Give the image's URL or local-files path, or choose to upload the image.")
         if mode == NEW:  # once per session: a second push goes to the same project
@@ -277,10 +306,13 @@ def build(session_state: gr.State) -> None:
     gr.Markdown("Send the **accepted** regions of the current image to Label Studio as pre-annotations "
                 "(one task per image, one prediction), or download them. Pushing the same image again "
                 "updates its task.")  # fmt: skip
+    pinned = locked()  # the handlers check the lock again at each call; this only shows it
     with gr.Accordion("1 · Connection", open=True):
         with gr.Row():
-            url = gr.Textbox(label="Label Studio URL", placeholder=f"LABEL_STUDIO_URL or {DEFAULT_URL}",
-                             elem_id="ls-url", scale=2)  # fmt: skip
+            url = gr.Textbox(label="Label Studio URL (locked to the server's LABEL_STUDIO_URL)" if pinned
+                             else "Label Studio URL", interactive=not pinned, elem_id="ls-url", scale=2,
+                             placeholder="the server's LABEL_STUDIO_URL" if pinned
+                             else f"LABEL_STUDIO_URL or {DEFAULT_URL}")  # fmt: skip
             key = gr.Textbox(label="API key (personal access token or legacy token)", type="password",
                              placeholder="empty: LABEL_STUDIO_API_KEY from the server's environment",
                              elem_id="ls-key", scale=2)  # fmt: skip
@@ -318,12 +350,30 @@ def build(session_state: gr.State) -> None:
     # inputs. Undocumented events are left out of that history and of the API page, yet stay callable by name.
     hidden = {"api_visibility": "undocumented"}
     conn = [session_state, url, key]
-    test_btn.click(on_test, conn, [session_state, conn_md, key, project], api_name="labelstudio_test", **hidden)
-    refresh_btn.click(on_refresh, conn, [session_state, conn_md, key, project], api_name="labelstudio_refresh",
+    root = get_blocks_context().root_block  # the Blocks being built: gradio records its launch host on it
+
+    def exposed(handler: Callable[..., tuple]) -> Callable[..., tuple]:
+        """``handler`` told where the app listens (launch's server_name and share link), read at call time."""
+
+        def run(*args: Any) -> tuple:
+            listen = Exposure.of(getattr(root, "server_name", None), bool(getattr(root, "share", False)))
+            return handler(*args, exposure=listen)
+
+        # gradio reads the signature to count the inputs: the handler's, without ``exposure``
+        signature = inspect.signature(handler)
+        run.__signature__ = signature.replace(
+            parameters=[p for n, p in signature.parameters.items() if n != "exposure"]
+        )
+        run.__name__, run.__doc__ = handler.__name__, handler.__doc__
+        return run
+
+    on_test_, on_refresh_, on_check_, on_push_ = map(exposed, (on_test, on_refresh, on_check, on_push))
+    test_btn.click(on_test_, conn, [session_state, conn_md, key, project], api_name="labelstudio_test", **hidden)
+    refresh_btn.click(on_refresh_, conn, [session_state, conn_md, key, project], api_name="labelstudio_refresh",
                       **hidden)  # fmt: skip
-    check_btn.click(on_check, [*conn, mode, project], [session_state, key, check_md, mapping],
+    check_btn.click(on_check_, [*conn, mode, project], [session_state, key, check_md, mapping],
                     api_name="labelstudio_check", **hidden)  # fmt: skip
-    push_btn.click(on_push, [*conn, mode, project, title, missing, mapping, source, image_url],
+    push_btn.click(on_push_, [*conn, mode, project, title, missing, mapping, source, image_url],
                    [session_state, key, push_md, project], api_name="labelstudio_push", **hidden)  # fmt: skip
     for fmt, button in buttons.items():
         button.click(lambda s, f=fmt: on_download(s, f), [session_state], [files, dl_md], api_name=f"download_{fmt}",

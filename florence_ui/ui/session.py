@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from ..engine import image_key
+from ..images import image_identity
 from ..labels import LabeledImage
 from ..review import ReviewSession
 
-#: how many earlier images' reviews one session keeps (results hold masks, so this is bounded)
+#: how many earlier images' reviews one session keeps (results hold polygons, not masks; bounded all the same)
 MAX_ARCHIVED = 10
 
 
@@ -47,16 +48,41 @@ class UISession:
 
     #: reviews of earlier images of this session, by image hash: going back to an image restores its work
     archive: OrderedDict[str, tuple[ReviewSession, list[Any]]] = field(default_factory=OrderedDict)
+    #: (image, the bytes of the file it was opened from): see :attr:`image_data`
+    _file: tuple[Image.Image, bytes] | None = field(default=None, repr=False)
 
-    def set_image(self, image: Image.Image, name: str = "image.png") -> bool:
+    @property
+    def image_data(self) -> bytes | None:
+        """The current image's file bytes: its identity, and what a push or an export sends.
+
+        Kept in memory because gradio's copy of an upload may be cleaned up
+        before the push. None when the image has no file, is turned, or was
+        replaced or cleared since (the bytes belong to that one image object).
+        """
+        if self._file is not None and self._file[0] is self.image:
+            return self._file[1]
+        return None
+
+    def set_image(self, image: Image.Image, name: str = "image.png", *, file: str | Path | bytes | None = None,
+                  turns: int = 0) -> bool:  # fmt: skip
         """Make ``image`` current; returns True when it is a different image.
+
+        ``file`` is where ``image`` was opened from (a path, or the uploaded
+        bytes) and ``turns`` the annotator's clockwise quarter turns applied to
+        it. The image's identity is :func:`~florence_ui.images.image_identity`:
+        the file's bytes when the image is that file as it is, the same key the
+        CLI gives the same photo; a turned image (or one with no file) is keyed
+        by its pixels, since its pixels and regions are in the turned frame.
 
         The review of the image being left is archived (not dropped), and an
         image seen before in this session gets its review and runs back: a
         reviewer who opens the wrong file, or compares two photos, loses nothing.
         """
         image = image.convert("RGB") if image.mode != "RGB" else image
-        key = image_key(image)
+        data = None
+        if file is not None and turns % 4 == 0:
+            data = bytes(file) if isinstance(file, bytes | bytearray) else Path(file).read_bytes()
+        key = image_identity(data if data is not None else image)
         changed = key != self.review.image_key
         if changed:
             self.archive_current()
@@ -69,6 +95,9 @@ class UISession:
             self.boxes = []
             self.teach_run, self.status = None, ""
         self.image, self.image_name = image, name
+        self._file = (image, data) if data is not None else None
+        self.image_path = str(file) if isinstance(file, str | Path) else None
+        self.image_turns = turns % 4
         return changed
 
     def archive_current(self) -> None:
@@ -81,4 +110,6 @@ class UISession:
 
     def labeled_image(self) -> LabeledImage:
         """What the reviewer accepted on the current image."""
-        return self.review.labeled_image(image=self.image, name=self.image_name)
+        item = self.review.labeled_image(image=self.image, name=self.image_name)
+        item.image_data = self.image_data  # the file's own bytes (and so its identity) when the image is a file
+        return item

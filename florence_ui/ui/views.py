@@ -12,6 +12,7 @@ from typing import Any
 
 import gradio as gr
 
+from ..render import describe
 from ..review import ACCEPTED, PENDING, REJECTED
 from ..tasks import OutputKind, get_task
 from ..teaching import bin_rows, explain_markdown, token_spans
@@ -29,10 +30,21 @@ EMPTY_STATUS = "Pick a task and press **Run**. Model and total time, and any war
 def review_rows(session: UISession, ticked: Iterable[int] = ()) -> list[list[Any]]:
     """The review table: a tick box, then ``ReviewSession.rows()`` with readable status badges."""
     ticked = set(ticked)
+    numbers = {i.id: i.region.box_index for i in session.review.items if i.region is not None}
     rows = []
     for item_id, status, task, label, score, box in session.review.rows():
+        if numbers.get(item_id) is not None:
+            task = f"{task} · box #{numbers[item_id]}"  # the number the result image draws for this region
         rows.append([item_id in ticked, item_id, STATUS_BADGE.get(status, status), task, label, str(score), box])
     return rows
+
+
+def result_view(controller: Controller, session: UISession) -> Any:
+    """The result picture and its alt text (the drawn labels in words, from the very marks that were drawn)."""
+    if session.image is None:
+        return gr.update(value=None, alt_text=None)
+    marks = controller.result_marks(session)
+    return gr.update(value=controller.result_image(session, marks), alt_text=describe(marks))
 
 
 def review_summary(session: UISession) -> str:
@@ -96,7 +108,7 @@ def page_views(controller: Controller, session: UISession, ticked: Iterable[int]
         result_json = latest.to_dict()
     teach_md, teach_tokens, teach_bins, teach_picker = teaching_outputs(controller, session)
     return (
-        controller.result_image(session),
+        result_view(controller, session),
         session.status or EMPTY_STATUS,
         answer_text(latest),
         result_json,

@@ -62,6 +62,7 @@ def test_review_endpoints_share_the_clients_session(tiny_app):
     assert len(ids) == 2
     review = client.predict([ids[0]], "accepted", api_name="/review_update")
     assert review["counts"] == {"pending": 1, "accepted": 1, "rejected": 0}
+    assert [item["box_number"] for item in review["items"]] == [1, 2]  # the box each region answers
     review = client.predict(ids[1], "a rocket", api_name="/review_relabel")
     assert review["items"][1]["label"] == "a rocket"
     teaching = client.predict(0, api_name="/teaching")

@@ -9,6 +9,7 @@ README's picture).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ def test_draw_boxes_run_review_and_teach(recorded_app, recorded_engine, artifact
         # two boxes drawn with the mouse, listed at once
         ui.draw_box(0.08, 0.10, 0.38, 0.62)
         ui.draw_box(0.48, 0.18, 0.92, 0.85)
-        assert ui.box_count() == 2
+        ui.expect_boxes(2)
         expect(page.locator("#box-hint")).to_contain_text("2 boxes")
 
         # region → description answers both boxes in one call, each tied to its box
@@ -41,7 +42,7 @@ def test_draw_boxes_run_review_and_teach(recorded_app, recorded_engine, artifact
             "#1: turquoise Volkswagen Beetle\n#2: turquoise Volkswagen Beetle"
         )
         assert "/file=" in ui.result_src() or ui.result_src().startswith("data:")
-        assert ui.review_rows() == 2
+        ui.expect_review_rows(2)
         ui.shot("e2e-01-region-description.png")
 
         # review: edit a label, accept one, reject the other
@@ -55,7 +56,7 @@ def test_draw_boxes_run_review_and_teach(recorded_app, recorded_engine, artifact
         # a whole-image task adds its regions; the accepted one stays (drawn distinctly)
         ui.choose_task("Object detection")
         ui.run()
-        assert ui.review_rows() == 6
+        ui.expect_review_rows(6)
         expect(page.locator("#answer textarea")).to_have_value("4 regions: car, door, wheel ×2")
         expect(ui.cell(0, 2)).to_contain_text("accepted")
         expect(ui.cell(2, 2)).to_contain_text("pending")
@@ -75,6 +76,35 @@ def test_draw_boxes_run_review_and_teach(recorded_app, recorded_engine, artifact
             "b => (document.querySelector('#result-image img') || {}).src !== b", arg=before, timeout=15_000
         )
         ui.shot("e2e-02-teaching-view.png")
+
+
+def test_region_numbers_stay_with_their_boxes_after_review(recorded_app, artifacts_dir):
+    """Reject box #1's answer: the others keep "#2" / "#3" and their own brackets; "Accepted only" shows box #3 as
+    #3. Read from the result image's alt text, which lists the labels drawn on it (the same marks)."""
+    with chromium_page(1400, 1000) as page:
+        ui = UiDriver(page, recorded_app).open()
+        ui.upload(EXAMPLES / "rocket.jpg")
+        for left in (0.04, 0.36, 0.68):
+            ui.draw_box(left, 0.2, left + 0.28, 0.8)
+        ui.choose_task("Region to segmentation")
+        ui.run()
+        ui.expect_review_rows(3)
+        picture = page.locator("#result-image img").first
+        expect(picture).to_have_attribute("alt", re.compile(r"3 regions drawn: #1 [^;]*; #2 [^;]*; #3 [^;]*$"))
+        for row in range(3):
+            expect(ui.cell(row, 3)).to_contain_text(f"Region to segmentation · box #{row + 1}")
+
+        ui.set_status(0, "#reject-ticked", "rejected")
+        expect(picture).to_have_attribute("alt", re.compile(r"2 regions drawn: #2 [^;]*; #3 [^;]*$"))
+        page.locator("#show-mode").get_by_label("Everything not rejected").check()
+        expect(picture).to_have_attribute("alt", re.compile(r"2 regions drawn: #2 [^;]*; #3 [^;]*$"))
+        page.locator("#result-image").screenshot(path=str(artifacts_dir / "e2e-04-box-1-rejected.png"))
+
+        ui.set_status(2, "#accept-ticked", "accepted")
+        page.locator("#show-mode").get_by_label("Accepted only").check()
+        expect(picture).to_have_attribute("alt", re.compile(r"1 region drawn: ✓ #3 [^;]*$"))
+        page.locator("#result-image").screenshot(path=str(artifacts_dir / "e2e-05-accepted-only.png"))
+        expect(ui.cell(2, 3)).to_contain_text("box #3")
 
 
 def test_bad_input_warns_and_keeps_the_session(recorded_app, artifacts_dir, tmp_path):
@@ -97,7 +127,7 @@ def test_bad_input_warns_and_keeps_the_session(recorded_app, artifacts_dir, tmp_
         # the session survived every refusal: a valid run still works
         page.locator("#text-prompt textarea").fill("a green car")
         ui.run()
-        assert ui.review_rows() == 1
+        ui.expect_review_rows(1)
         expect(ui.cell(0, 4)).to_contain_text("a green car")
 
 
@@ -111,7 +141,7 @@ def test_caption_then_ground_cascade(recorded_app, recorded_engine):
         expect(page.locator("#text-prompt textarea")).to_have_value("A green car parked in front of a yellow building.")
         expect(page.locator("#task-help")).to_contain_text("Phrase grounding")
         # caption (image-level text) + two grounded phrases
-        assert ui.review_rows() == 3
+        ui.expect_review_rows(3)
         expect(page.locator("#status")).to_contain_text("Caption → Phrase grounding")
 
 
@@ -124,16 +154,16 @@ def test_two_browser_sessions_do_not_share_boxes_or_reviews(recorded_app):
         other_context = page.context.browser.new_context(viewport={"width": 1300, "height": 900})
         try:
             second = UiDriver(other_context.new_page(), recorded_app).open()
-            assert second.box_count() == 0
-            assert second.review_rows() == 0
+            second.expect_boxes(0)
+            second.expect_review_rows(0)
             second.pick_example(2)
             second.choose_task("Dense region captions")
             second.run()
-            assert second.review_rows() == 3
+            second.expect_review_rows(3)
         finally:
             other_context.close()
         # the first session still has its own box and its one-run review
-        assert first.box_count() == 1
+        first.expect_boxes(1)
         page.locator("#clear-boxes").click()
         expect(page.locator("#box-hint")).to_contain_text("No boxes yet")
-        assert first.runs() == 1
+        expect(page.locator("#review-summary")).to_contain_text("from 1 run on this image")

@@ -5,6 +5,10 @@ The page's elements carry stable ``elem_id``s (``#run``, ``#task``,
 "Create box" button; Gradio's dataframe renders cells as
 ``[data-testid="cell-ROW-COL"]``. Every action waits for the server's answer
 to show up before returning, so tests read like a person using the page.
+
+Waits are Playwright conditions (``expect``, ``wait_for``), never a check
+followed by an action: the page changes between the two (a toast that closes
+itself between ``is_visible()`` and ``click()`` made a test flaky).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from playwright.sync_api import Page, expect
 
 TIMEOUT = 30_000
 REVIEW = "#review-table"
+BOX_ROWS = "#box-table [data-testid^='cell-'][data-testid$='-0']"
+REVIEW_ROWS = f'{REVIEW} [data-testid^="cell-"][data-testid$="-1"]'
 
 
 class UiDriver:
@@ -53,7 +59,7 @@ class UiDriver:
 
     def draw_box(self, x1: float, y1: float, x2: float, y2: float) -> None:
         """Drag a box with the mouse; corners are fractions (0..1) of the drawn image's canvas."""
-        before = self.page.locator("#box-table [data-testid^='cell-'][data-testid$='-0']").count()
+        before = self.box_count()
         self.page.locator('#input-image button[aria-label="Create box"]').click()
         box = self.page.locator("#input-image canvas").bounding_box()
         assert box is not None
@@ -64,10 +70,14 @@ class UiDriver:
         self.page.mouse.move((ax + bx) / 2, (ay + by) / 2, steps=6)
         self.page.mouse.move(bx, by, steps=6)
         self.page.mouse.up()
-        expect(self.page.locator("#box-table [data-testid^='cell-'][data-testid$='-0']")).to_have_count(before + 1)
+        self.expect_boxes(before + 1)
 
     def box_count(self) -> int:
-        return self.page.locator("#box-table [data-testid^='cell-'][data-testid$='-0']").count()
+        """The box table's rows now (settled: every driver action waits for its own result)."""
+        return self.page.locator(BOX_ROWS).count()
+
+    def expect_boxes(self, count: int) -> None:
+        expect(self.page.locator(BOX_ROWS)).to_have_count(count)
 
     # ---- tasks ----------------------------------------------------------------------------
     def choose_task(self, name: str) -> None:
@@ -84,28 +94,42 @@ class UiDriver:
         before = self.runs()
         self.dismiss_toasts()
         self.page.locator(button).click()
-        expect(self.page.locator("#review-summary")).to_contain_text(f"from {before + runs} run")
+        # a model call: the page's timeout, not expect's 5 s default (a first run on a busy CPU takes longer)
+        expect(self.page.locator("#review-summary")).to_contain_text(f"from {before + runs} run", timeout=TIMEOUT)
 
     def run_expecting_warning(self, fragment: str) -> None:
         """Press Run; the refusal shows in the status line and as a warning toast (closed again)."""
         self.dismiss_toasts()
         self.page.locator("#run").click()
         expect(self.page.locator("#status")).to_contain_text(fragment)
-        expect(self.page.locator(".toast-body").first).to_contain_text(fragment)
+        self.expect_toast(fragment)
         self.dismiss_toasts()
 
+    def expect_toast(self, fragment: str) -> None:
+        """A toast saying ``fragment`` is shown (whichever of the open toasts it is)."""
+        expect(self.page.locator(".toast-body", has_text=fragment).first).to_be_visible()
+
     def dismiss_toasts(self) -> None:
-        """Close warning toasts: they sit over the top-right of the page (and its Run button)."""
-        for button in self.page.locator(".toast-close").all():
-            if button.is_visible():
-                button.click()
+        """Close the toasts: they sit over the top-right of the page (and its Run button).
+
+        Toasts close themselves after a few seconds, so a close button found
+        now may be gone a moment later; the page clicks every close button it
+        has in one step (nothing to race), then the driver waits until no toast
+        is left.
+        """
+        self.page.evaluate("() => document.querySelectorAll('.toast-close').forEach((button) => button.click())")
+        expect(self.page.locator(".toast-body")).to_have_count(0)
 
     # ---- review table -------------------------------------------------------------------------
     def cell(self, row: int, col: int):
         return self.page.locator(f'{REVIEW} [data-testid="cell-{row}-{col}"]')
 
     def review_rows(self) -> int:
-        return self.page.locator(f'{REVIEW} [data-testid^="cell-"][data-testid$="-1"]').count()
+        """The review table's rows now (settled: every driver action waits for its own result)."""
+        return self.page.locator(REVIEW_ROWS).count()
+
+    def expect_review_rows(self, count: int) -> None:
+        expect(self.page.locator(REVIEW_ROWS)).to_have_count(count)
 
     def edit_label(self, row: int, label: str) -> None:
         self.cell(row, 4).dblclick()
