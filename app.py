@@ -1,6 +1,6 @@
 """Start the florence-ui web app from a checkout: ``python app.py --model base`` (or ``make run``).
 
-A thin wrapper: the options and the start-up live in :mod:`florence_ui.serve`,
+A thin wrapper: the options and the start-up live in :mod:`florence_ui.ui.serve`,
 which pip users reach as ``florence-ui serve`` (same flags), so both ways of
 starting the app stay identical.
 """
@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from florence_ui import serve
+from florence_ui.ui import serve
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

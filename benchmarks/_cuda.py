@@ -19,7 +19,7 @@ from _measure import force_length, interleave, median, random_image, timed
 from _report import L4_ANCHOR_MS
 
 from florence_ui import FlorenceEngine
-from florence_ui.loading import LoadedModel
+from florence_ui.model.loading import LoadedModel
 
 
 def _variant(engine: FlorenceEngine, **generation: Any) -> FlorenceEngine:

@@ -4,7 +4,7 @@ Every idea from the benchmark issue is tried here the same way: a variant
 engine next to the baseline engine, the same case timed alternately (new image
 each time), medians, and the variant's answers checked against fp32 (teacher-
 forced top-1 agreement for numeric changes; the generated ids for the rest).
-What wins is kept in ``florence_ui/speed.py`` / ``loading.py``; what loses is
+What wins is kept in ``florence_ui/model/speed.py`` / ``loading.py``; what loses is
 recorded with its numbers in benchmarks/README.md.
 """
 
@@ -19,8 +19,8 @@ import torch
 from _measure import force_length, interleave, median, random_image, timed, token_agreement
 
 from florence_ui import FlorenceEngine
-from florence_ui.loading import LoadedModel
-from florence_ui.speed import physical_cores, quantize_int8, top1_agreement
+from florence_ui.model.loading import LoadedModel
+from florence_ui.model.speed import physical_cores, quantize_int8, top1_agreement
 
 
 def _engine_like(base: FlorenceEngine, model: Any, dtype: torch.dtype | None = None) -> FlorenceEngine:

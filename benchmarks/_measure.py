@@ -64,7 +64,7 @@ def peak_rss_mb() -> float:
 
 def cpu_flags() -> list[str]:
     """The SIMD flags that decide CPU speed (fp32 FMA width, native bf16, AMX)."""
-    from florence_ui.speed import cpu_flags as all_flags
+    from florence_ui.model.speed import cpu_flags as all_flags
 
     wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "avx_vnni", "bf16")
     return [f for f in wanted if f in all_flags()]
@@ -198,7 +198,7 @@ class AppClient:
 
         from gradio_client import Client
 
-        from florence_ui.engine import GenerationSettings
+        from florence_ui.model.engine import GenerationSettings
         from florence_ui.ui.app import build_app
 
         self.demo = build_app(engine, settings=GenerationSettings(tokens, beams))

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 from florence_ui import FlorenceEngine, GenerationSettings  # noqa: E402
-from florence_ui.batch import TaskRequest, find_images, local_outcomes, make_jobs  # noqa: E402
+from florence_ui.batch.runner import TaskRequest, find_images, local_outcomes, make_jobs  # noqa: E402
 
 
 def photos(folder: Path, count: int) -> list[str]:
@@ -120,7 +120,7 @@ def main() -> None:
         if not args.skip_ray:
             import ray
 
-            from florence_ui.ray_engine import ray_outcomes
+            from florence_ui.batch.ray_runner import ray_outcomes
 
             t0 = time.perf_counter()
             ray.init(include_dashboard=False, logging_level="warning")

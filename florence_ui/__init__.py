@@ -7,10 +7,10 @@ The public API is small and stable::
     result = engine.run(image, "<OD>")
 """
 
-from .engine import FlorenceEngine, GenerationSettings, InputError
-from .loading import MODEL_ALIASES, ModelLoadError
-from .result import FlorenceResult
-from .tasks import TASKS, InputKind, OutputKind, Task, get_task
+from florence_ui.core.result import FlorenceResult
+from florence_ui.core.tasks import TASKS, InputKind, OutputKind, Task, get_task
+from florence_ui.model.engine import FlorenceEngine, GenerationSettings, InputError
+from florence_ui.model.loading import MODEL_ALIASES, ModelLoadError
 
 __all__ = [
     "FlorenceEngine",

@@ -1,6 +1,6 @@
 """``florence-ui``: batch auto-labelling from the shell (the UI's other shell).
 
-serve     the web app (same options as ``app.py``; see :mod:`florence_ui.serve`)
+serve     the web app (same options as ``app.py``; see :mod:`florence_ui.ui.serve`)
 predict   images/folders → results.jsonl (local or on Ray; resumable, loss-free)
 export    results.jsonl → COCO / YOLO / Label Studio import JSON
 push      results.jsonl → a Label Studio project (same code path as the UI)
@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .loading import ModelLoadError
-from .tasks import TASKS, get_task
+from florence_ui import __version__
+from florence_ui.core.tasks import TASKS, get_task
+from florence_ui.model.loading import ModelLoadError
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -39,9 +39,18 @@ def _err(message: str) -> None:
 
 # ---- predict ----------------------------------------------------------------------------
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .batch import Summary, TaskRequest, drive, find_images, local_outcomes, make_jobs, parse_boxes_arg, plan
-    from .engine import GenerationSettings, InputError
-    from .jsonl import JsonlError, JsonlWriter
+    from florence_ui.batch.results_file import JsonlError, JsonlWriter
+    from florence_ui.batch.runner import (
+        Summary,
+        TaskRequest,
+        drive,
+        find_images,
+        local_outcomes,
+        make_jobs,
+        parse_boxes_arg,
+        plan,
+    )
+    from florence_ui.model.engine import GenerationSettings, InputError
 
     try:
         settings = GenerationSettings(args.max_new_tokens, args.num_beams).checked()
@@ -74,7 +83,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             if args.engine == "ray":
                 outcomes = _ray_outcomes(args, pending, settings)
             else:
-                from .engine import FlorenceEngine
+                from florence_ui.model.engine import FlorenceEngine
 
                 if args.threads:
                     import torch
@@ -94,7 +103,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _ray_outcomes(args: argparse.Namespace, pending: list, settings: Any):
     try:
-        from .ray_engine import init_ray, ray_outcomes
+        from florence_ui.batch.ray_runner import init_ray, ray_outcomes
     except ImportError as exc:
         raise UsageError(f"--engine ray needs Ray Data: pip install 'florence-ui[ray]' ({exc})") from exc
     started = init_ray(args.ray_address, args.ray_num_cpus)
@@ -136,7 +145,7 @@ class _sigterm_as_interrupt:
 # ---- export / push ---------------------------------------------------------------------------
 def _labeled(args: argparse.Namespace) -> list:
     """The results files as LabeledImages, re-parsed with a weights-free parser."""
-    from .jsonl import JsonlError, iter_lines, labeled_images, parser_for
+    from florence_ui.batch.results_file import JsonlError, iter_lines, labeled_images, parser_for
 
     try:
         lines = list(iter_lines(args.results, warn=_err))
@@ -157,8 +166,8 @@ def _labeled(args: argparse.Namespace) -> list:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """The UI's exporters (``florence_ui.export``) on the re-parsed results."""
-    from . import export
+    """The UI's exporters (``florence_ui.export.datasets``) on the re-parsed results."""
+    from florence_ui.export import datasets as export
 
     items = _labeled(args)
     out, conf = Path(args.out), args.min_confidence
@@ -180,8 +189,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_push(args: argparse.Namespace) -> int:
     """The UI's push (``labelstudio_client.push_images``): one task per image, one prediction, idempotent."""
-    from .labelstudio import MissingInProject
-    from .labelstudio_client import Connection, LabelStudioError, LSSettings, push_images
+    from florence_ui.labelstudio.client import Connection, LabelStudioError, LSSettings, push_images
+    from florence_ui.labelstudio.convert import MissingInProject
 
     if not args.url or not args.api_key:
         raise UsageError("push needs --url and --api-key (or LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY)")
@@ -216,7 +225,7 @@ def _label_map(pairs: list[str] | None) -> dict[str, str]:
 
 def _project_id(conn: Any, project: str, items: list) -> tuple[int, bool]:
     """A numeric id as is; a title finds the project, or creates it with a config made for these labels."""
-    from .labelstudio_client import create_project, list_projects
+    from florence_ui.labelstudio.client import create_project, list_projects
 
     if project.strip().isdigit():
         return int(project), False
@@ -230,15 +239,15 @@ def _project_id(conn: Any, project: str, items: list) -> tuple[int, bool]:
 
 # ---- serve ---------------------------------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace) -> int:
-    """The web app, exactly as ``app.py`` starts it (:func:`florence_ui.serve.run`)."""
-    from .serve import run
+    """The web app, exactly as ``app.py`` starts it (:func:`florence_ui.ui.serve.run`)."""
+    from florence_ui.ui.serve import run
 
     return run(args)
 
 
 # ---- download / tasks --------------------------------------------------------------------------
 def cmd_download(args: argparse.Namespace) -> int:
-    from .download import download
+    from florence_ui.model.download import download
 
     folder = download(args.model, args.to, revision=args.revision, token=args.token)
     print(f"Downloaded to {folder}. Use it offline with: florence-ui predict ... --model {folder}")
@@ -265,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"florence-ui {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    from .serve import DESCRIPTION, add_arguments
+    from florence_ui.ui.serve import DESCRIPTION, add_arguments
 
     p = sub.add_parser("serve", help="start the web app (the options of app.py)", description=DESCRIPTION,
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip

@@ -24,8 +24,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 def create_demo(model: str | None = None):
     """Load the model (shared by all visitors) and build the Blocks app."""
     from florence_ui import FlorenceEngine
+    from florence_ui.model.zerogpu import default_model, wrap_engine
     from florence_ui.ui.app import build_app
-    from florence_ui.zerogpu import default_model, wrap_engine
 
     device = "cuda" if os.environ.get("SPACES_ZERO_GPU") else os.environ.get("FLORENCE_DEVICE", "auto")
     engine = FlorenceEngine.from_pretrained(model or default_model(), device=device)

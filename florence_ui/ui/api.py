@@ -17,14 +17,14 @@ from typing import Any
 
 import gradio as gr
 
-from ..engine import InputError
-from ..images import ImageLoadError, open_image
-from ..render import render_result, upscale_factor
-from ..review import STATUSES
-from ..tasks import TASKS, get_task
-from ..teaching import bin_rows, token_spans
-from .controller import Controller
-from .session import UISession
+from florence_ui.core.images import ImageLoadError, open_image
+from florence_ui.core.review import STATUSES
+from florence_ui.core.tasks import TASKS, get_task
+from florence_ui.model.engine import InputError
+from florence_ui.render.annotate import render_result, upscale_factor
+from florence_ui.render.teaching import bin_rows, token_spans
+from florence_ui.ui.controller import Controller
+from florence_ui.ui.session import UISession
 
 
 def parse_boxes(boxes: Any) -> list[list[float]]:

@@ -21,17 +21,25 @@ from typing import Any
 import gradio as gr
 from gradio_image_annotation import image_annotator
 
-from .. import limits
-from ..engine import MAX_NEW_TOKENS_LIMIT as MAX_TOKENS
-from ..engine import FlorenceEngine, GenerationSettings, InputError
-from ..images import ImageLoadError
-from ..review import ACCEPTED, PENDING, REJECTED
-from ..tasks import get_task
-from ..teaching import TOKEN_COLORS
-from .api import register_api
-from .controller import SHOW_MODES, Controller, annotator_value, box_hint, box_rows, task_choices, task_help
-from .session import UISession
-from .views import (
+from florence_ui.core import limits
+from florence_ui.core.images import ImageLoadError
+from florence_ui.core.review import ACCEPTED, PENDING, REJECTED
+from florence_ui.core.tasks import get_task
+from florence_ui.model.engine import MAX_NEW_TOKENS_LIMIT as MAX_TOKENS
+from florence_ui.model.engine import FlorenceEngine, GenerationSettings, InputError
+from florence_ui.render.teaching import TOKEN_COLORS
+from florence_ui.ui.api import register_api
+from florence_ui.ui.controller import (
+    SHOW_MODES,
+    Controller,
+    annotator_value,
+    box_hint,
+    box_rows,
+    task_choices,
+    task_help,
+)
+from florence_ui.ui.session import UISession
+from florence_ui.ui.views import (
     BIN_HEADERS,
     BOX_HEADERS,
     EMPTY_STATUS,
@@ -194,7 +202,7 @@ def build_app(engine: FlorenceEngine, *, settings: GenerationSettings | None = N
                 results_json = gr.JSON(label="Latest result", elem_id="results-json")
             with gr.Tab("Label Studio & export", id="labelstudio", elem_id="tab-labelstudio"):
                 try:
-                    from .labelstudio_tab import build as build_labelstudio
+                    from florence_ui.ui.labelstudio_tab import build as build_labelstudio
                 except ImportError:
                     gr.Markdown("Label Studio and COCO / YOLO export are not installed in this build yet.")
                 else:

@@ -15,14 +15,14 @@ from typing import Any
 
 from PIL import Image
 
-from .. import limits
-from ..engine import FlorenceEngine, GenerationSettings, InputError
-from ..images import ImageLoadError, open_image, rotate_quarter_turns
-from ..render import Mark, draw, marks_from_items
-from ..review import ACCEPTED, PENDING, REJECTED, ReviewSession
-from ..tasks import TASKS, InputKind, OutputKind, Task, get_task
-from ..teaching import grid_overlay, md_tokens
-from .session import UISession
+from florence_ui.core import limits
+from florence_ui.core.images import ImageLoadError, open_image, rotate_quarter_turns
+from florence_ui.core.review import ACCEPTED, PENDING, REJECTED, ReviewSession
+from florence_ui.core.tasks import TASKS, InputKind, OutputKind, Task, get_task
+from florence_ui.model.engine import FlorenceEngine, GenerationSettings, InputError
+from florence_ui.render.annotate import Mark, draw, marks_from_items
+from florence_ui.render.teaching import grid_overlay, md_tokens
+from florence_ui.ui.session import UISession
 
 Progress = Callable[[float, str], None]
 SHOW_MODES = {"latest": "Latest run + accepted", "all": "Everything not rejected", "accepted": "Accepted only"}

@@ -11,7 +11,7 @@ them without a browser. What they promise:
   the browser's localStorage. Left empty, the key comes from the environment
   (``LABEL_STUDIO_API_KEY``, also set by the embedded local Label Studio) and
   never reaches the page at all.
-* Whose key goes where is decided by :func:`florence_ui.ls_access.decide`
+* Whose key goes where is decided by :func:`florence_ui.labelstudio.access.decide`
   (read there for the whole rule): the server's key is only sent to
   ``LABEL_STUDIO_URL`` (same scheme, host and port); another URL needs the
   visitor's own key, and a key typed for one server is kept for that server
@@ -44,10 +44,10 @@ from typing import Any
 import gradio as gr
 from gradio.context import get_blocks_context
 
-from ..export import export_coco, export_labelstudio_json, export_yolo, zip_dir
-from ..labels import LabeledImage
-from ..labelstudio import LabelCheck, MissingInProject, Requirements
-from ..labelstudio_client import (
+from florence_ui.core.labels import LabeledImage
+from florence_ui.export.datasets import export_coco, export_labelstudio_json, export_yolo, zip_dir
+from florence_ui.labelstudio.access import Exposure, StoredKey, decide_from_env, key_origin, locked
+from florence_ui.labelstudio.client import (
     DEFAULT_URL,
     LabelStudioError,
     LSSettings,
@@ -58,8 +58,8 @@ from ..labelstudio_client import (
     push_images,
     whoami,
 )
-from ..ls_access import Exposure, StoredKey, decide_from_env, key_origin, locked
-from ..ls_server import embedded_status
+from florence_ui.labelstudio.convert import LabelCheck, MissingInProject, Requirements
+from florence_ui.labelstudio.server import embedded_status
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class Secret:
 
 # ---- handlers (plain functions: tested without a browser) ------------------------------------
 def settings_of(session: Any, exposure: Exposure | None = None) -> LSSettings:
-    """The session's URL and key as :func:`~florence_ui.ls_access.decide` allows them (it raises when it doesn't).
+    """The session's URL and key as :func:`~florence_ui.labelstudio.access.decide` allows them (it raises when it doesn't).
 
     ``exposure``: where the app is reachable from (``build`` passes what gradio was launched with); None
     reads ``GRADIO_SERVER_NAME`` / ``SPACE_ID``.

@@ -14,9 +14,9 @@ from typing import Any
 
 from PIL import Image
 
-from ..images import image_identity
-from ..labels import LabeledImage
-from ..review import ReviewSession
+from florence_ui.core.images import image_identity
+from florence_ui.core.labels import LabeledImage
+from florence_ui.core.review import ReviewSession
 
 #: how many earlier images' reviews one session keeps (results hold polygons, not masks; bounded all the same)
 MAX_ARCHIVED = 10
@@ -69,7 +69,7 @@ class UISession:
 
         ``file`` is where ``image`` was opened from (a path, or the uploaded
         bytes) and ``turns`` the annotator's clockwise quarter turns applied to
-        it. The image's identity is :func:`~florence_ui.images.image_identity`:
+        it. The image's identity is :func:`~florence_ui.core.images.image_identity`:
         the file's bytes when the image is that file as it is, the same key the
         CLI gives the same photo; a turned image (or one with no file) is keyed
         by its pixels, since its pixels and regions are in the turned frame.

@@ -12,12 +12,12 @@ from typing import Any
 
 import gradio as gr
 
-from ..render import describe
-from ..review import ACCEPTED, PENDING, REJECTED
-from ..tasks import OutputKind, get_task
-from ..teaching import bin_rows, explain_markdown, token_spans
-from .controller import Controller
-from .session import UISession
+from florence_ui.core.review import ACCEPTED, PENDING, REJECTED
+from florence_ui.core.tasks import OutputKind, get_task
+from florence_ui.render.annotate import describe
+from florence_ui.render.teaching import bin_rows, explain_markdown, token_spans
+from florence_ui.ui.controller import Controller
+from florence_ui.ui.session import UISession
 
 REVIEW_HEADERS = ["✓", "id", "status", "task", "label / text (editable)", "confidence", "box x1, y1, x2, y2 (px)"]
 REVIEW_TYPES = ["bool", "number", "str", "str", "str", "str", "str"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from florence_ui.engine import GenerationSettings
-from florence_ui.ls_server import free_port
+from florence_ui.labelstudio.server import free_port
+from florence_ui.model.engine import GenerationSettings
 from florence_ui.ui.app import build_app, launch_options
 
 TEST_SETTINGS = GenerationSettings(max_new_tokens=24, num_beams=1)

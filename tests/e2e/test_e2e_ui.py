@@ -1,8 +1,8 @@
 """Browser end-to-end: a person uploads, draws boxes, runs tasks, reviews and opens the teaching view.
 
-Headless Debian chromium (tests/browser.py) drives the real page served by
+Headless Debian chromium (tests/support/browser.py) drives the real page served by
 ``build_app`` on 127.0.0.1. The engine replays recorded Florence-2 generations
-through the real parser (tests/recorded_engine.py), so the review rows carry
+through the real parser (tests/support/recorded_engine.py), so the review rows carry
 real labels. Screenshots land in test-artifacts/ (ui-overview.png is the
 README's picture).
 """

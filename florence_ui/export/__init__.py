@@ -1,0 +1,1 @@
+"""COCO / YOLO / Label Studio JSON datasets from reviewed labels."""

@@ -1,0 +1,487 @@
+"""FlorenceEngine: the only code that runs the model.
+
+One engine holds one loaded model (shared by every UI session, guarded by a
+lock) and an LRU cache of image features: the vision tower is most of the
+encoder's cost, and an interactive user asks many questions of one image, so a
+second prompt on the same image feeds the cached features to ``generate``
+through ``mm_encoder_outputs`` and skips it. All N boxes of a region task run as
+one batched ``generate`` sharing those features.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import supervision as sv
+from PIL import Image
+
+from florence_ui.core import limits
+from florence_ui.core.geometry import BoxError, loc_tokens, validate_box
+from florence_ui.core.result import FlorenceResult
+from florence_ui.core.tasks import TASK_TOKENS, OutputKind, Task, get_task
+from florence_ui.model.loading import LoadedModel, load_model, load_processor
+from florence_ui.model.parsing import ClassRegistry, merge_rows_per_box, parse_one, text_input_box
+from florence_ui.model.scoring import SPECIAL_PIECES
+
+#: the decoder's position limit: Florence-2 cannot answer with more tokens
+MAX_NEW_TOKENS_LIMIT = 1024
+#: anything shaped like a token: ``<loc_5>``, ``<OD>``, ``</s>``, ``<poly>`` (checked against the real vocabulary)
+_TOKEN_LIKE = re.compile(r"</?[^<>\s]{1,64}>")
+
+
+class InputError(ValueError):
+    """The request cannot be run as given (missing text, no boxes, bad image)."""
+
+
+def _answers(generated_text: Any, spec: Task) -> list[str]:
+    """parse()'s answers as a list: one string, or (region tasks) one string per box; else InputError."""
+    if isinstance(generated_text, str):
+        return [generated_text]
+    if isinstance(generated_text, Sequence) and all(isinstance(t, str) for t in generated_text):
+        texts = list(generated_text)
+        if not texts:
+            raise InputError("No generated text to parse: give the answer (one per box for region tasks).")
+        if len(texts) > 1 and not spec.needs_boxes:
+            raise InputError(f"{spec.name} has one answer per image, got {len(texts)} generated texts.")
+        return texts
+    raise InputError(f"generated_text must be a string (or one string per box), got {type(generated_text).__name__}.")
+
+
+def _image_size(image_size: Any) -> tuple[int, int]:
+    """``(width, height)`` as two positive integers, else InputError (not IndexError, nor a 0×0 parse)."""
+    try:
+        if isinstance(image_size, str | bytes):
+            raise TypeError("a string is not a size")
+        width, height = (int(v) for v in image_size)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InputError(f"image_size must be (width, height) in pixels, got {image_size!r}.") from exc
+    if width < 1 or height < 1:
+        raise InputError(f"image_size must be positive, got {width}x{height}.")
+    return width, height
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Decoding knobs shown in the UI and CLI. Beams=3 is what Florence-2's authors use."""
+
+    max_new_tokens: int = MAX_NEW_TOKENS_LIMIT
+    num_beams: int = 3
+
+    def checked(self) -> GenerationSettings:
+        if not 1 <= int(self.max_new_tokens) <= MAX_NEW_TOKENS_LIMIT:
+            raise InputError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS_LIMIT} (the decoder's limit)")
+        if not 1 <= int(self.num_beams) <= 8:
+            raise InputError("num_beams must be between 1 (greedy) and 8")
+        return GenerationSettings(int(self.max_new_tokens), int(self.num_beams))
+
+
+def image_key(image: Image.Image) -> str:
+    """Content hash of an image: same pixels → same cached features."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{image.mode}{image.size}".encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()
+
+
+class FlorenceEngine:
+    """Florence-2 through transformers' native classes, one result type for every task."""
+
+    def __init__(self, loaded: LoadedModel, *, cache_size: int = 8) -> None:
+        self.model = loaded.model
+        self.processor = loaded.processor
+        self.model_id = loaded.model_id
+        self.revision = loaded.revision
+        self.device = loaded.device
+        self.dtype = loaded.dtype  # None for a parse-only engine
+        self.classes = ClassRegistry()
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, Any] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._model_lock = threading.Lock()
+        tok = self.processor.tokenizer
+        #: strings a user must not be able to type into a prompt: they would steer the task syntax
+        self._reserved = set(TASK_TOKENS) | set(tok.get_added_vocab()) | set(tok.all_special_tokens)
+        self._reserved.discard(tok.unk_token)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str = "base",
+        *,
+        revision: str | None = None,
+        device: str | None = "auto",
+        dtype: str | None = "auto",
+        cache_size: int = 8,
+    ) -> FlorenceEngine:
+        """Load an alias (base, large, base-ft, large-ft), a hub id or a local directory."""
+        return cls(load_model(model, revision=revision, device=device, dtype=dtype), cache_size=cache_size)
+
+    @classmethod
+    def parser_only(cls, model: str = "base", *, revision: str | None = None) -> FlorenceEngine:
+        """An engine that can only :meth:`parse` (processor files, no weights): for export / push."""
+        return cls(load_processor(model, revision=revision), cache_size=0)
+
+    @property
+    def can_generate(self) -> bool:
+        return self.model is not None
+
+    def _require_model(self) -> None:
+        if self.model is None:
+            raise InputError(f"This engine for {self.model_id} was loaded to parse only; it has no model weights.")
+
+    # ---- description -------------------------------------------------------------
+    @property
+    def dtype_name(self) -> str:
+        if self.model is not None and getattr(self.model, "florence_ui_int8", False):
+            return "int8 (dynamic, fp32 activations)"
+        return str(self.dtype).replace("torch.", "") if self.dtype is not None else "none"
+
+    def describe(self) -> str:
+        rev = f"@{self.revision}" if self.revision else ""
+        return f"{self.model_id}{rev} · {self.device} · {self.dtype_name}"
+
+    @property
+    def num_image_tokens(self) -> int:
+        return int(self.processor.num_image_tokens)
+
+    # ---- prompts -----------------------------------------------------------------
+    def quantize_box(self, box: Sequence[float], image_size: tuple[int, int]) -> list[int]:
+        """Pixel box → 4 bins with the processor's own quantiser."""
+        import torch
+
+        tensor = torch.tensor([list(map(float, box))])
+        return self.processor.post_processor.quantize(tensor, size=tuple(image_size))[0].tolist()
+
+    def task_prompts(
+        self,
+        task: Task,
+        text: str | None,
+        boxes: Sequence[Sequence[float]] | None,
+        image_size: tuple[int, int],
+    ) -> tuple[list[str], list[list[float]] | None, list[str]]:
+        """Task-token prompts to send, the validated boxes, and notes for the user."""
+        notes: list[str] = []
+        if task.needs_text:
+            text = self.clean_text(text or "", notes)
+            if not text:
+                raise InputError(f"{task.name} needs a text prompt ({task.text_hint or 'some text'}).")
+            return [f"{task.token}{text}"], None, notes
+        if task.needs_boxes:
+            if not boxes:
+                raise InputError(f"{task.name} needs at least one box drawn on the image.")
+            fixed: list[list[float]] = []
+            for i, box in enumerate(boxes):
+                try:
+                    fix = validate_box(box, image_size)
+                except BoxError as exc:
+                    raise InputError(f"Box {i + 1}: {exc}") from exc
+                fixed.append([round(v, 2) for v in fix.box])
+                notes += [f"Box {i + 1}: {note}" for note in fix.notes]
+            prompts = [f"{task.token}{loc_tokens(self.quantize_box(b, image_size))}" for b in fixed]
+            return prompts, fixed, notes
+        if text and text.strip():
+            notes.append(f"{task.name} takes no text; the text was ignored.")
+        return [task.token], None, notes
+
+    def clean_text(self, text: str, notes: list[str]) -> str:
+        """A user's text prompt, made safe to splice after a task token.
+
+        Florence-2 reads ``<loc_N>``, task tokens and ``</s>`` typed into the text
+        as real tokens (a typed ``<loc_5>`` would become a location, a typed
+        ``<OD>`` would switch the task), so they are removed, with a note. Over-long
+        text is refused before it reaches the tokenizer.
+        """
+        text = text.strip()
+        cap = limits.current().max_text_chars
+        if len(text) > cap:
+            raise InputError(
+                f"The text prompt is {len(text):,} characters; the limit is {cap:,} (FLORENCE_UI_MAX_TEXT_CHARS). "
+                "Shorten it: Florence-2 grounds a sentence or a short list of phrases."
+            )
+        removed = sorted({m for m in _TOKEN_LIKE.findall(text) if m in self._reserved})
+        if removed:
+            text = _TOKEN_LIKE.sub(lambda m: " " if m.group(0) in self._reserved else m.group(0), text)
+            text = " ".join(text.split())
+            shown = ", ".join(removed[:5]) + (" …" if len(removed) > 5 else "")
+            notes.append(f"Removed model tokens from the text ({shown}): they cannot be typed into a prompt.")
+        return text
+
+    def model_prompts(self, prompts: list[str]) -> list[str]:
+        """Task-token prompts → the sentences the model actually reads."""
+        return self.processor._construct_prompts(prompts)
+
+    def text_inputs(self, prompts: list[str]) -> dict[str, Any]:
+        """Tokenise prompts the way the processor does, without re-processing the image.
+
+        Matches ``processor(text=prompt, images=image)["input_ids"]`` exactly (a
+        test holds us to that) but costs no image resize per box.
+        """
+        tok = self.processor.tokenizer
+        image_part = self.processor.image_token * self.num_image_tokens
+        full = [image_part + tok.bos_token + p + tok.eos_token for p in self.model_prompts(prompts)]
+        enc = tok(full, add_special_tokens=False, padding=True, return_tensors="pt")
+        limit = self.max_prompt_tokens
+        if limit is not None and enc["input_ids"].shape[1] > limit:
+            text_tokens = enc["input_ids"].shape[1] - self.num_image_tokens
+            raise InputError(
+                f"The prompt is {text_tokens} text tokens; with the image's {self.num_image_tokens} tokens that is "
+                f"more than the {limit} positions Florence-2 can read. Shorten the text."
+            )
+        return enc
+
+    @property
+    def max_prompt_tokens(self) -> int | None:
+        """Encoder positions (image + text tokens), from the model's config; None for a parse-only engine."""
+        if self.model is None:
+            return None
+        config = getattr(self.model.config, "text_config", self.model.config)
+        return int(getattr(config, "max_position_embeddings", 0)) or None
+
+    # ---- image features ------------------------------------------------------------
+    def pixel_values(self, image: Image.Image) -> Any:
+        values = self.processor.image_processor(images=image, return_tensors="pt")["pixel_values"]
+        return values.to(self.device, self.dtype)
+
+    def image_features(self, image: Image.Image, *, use_cache: bool = True) -> tuple[Any, bool]:
+        """Projected image features ``(1, tokens, dim)`` and whether they came from the cache."""
+        import torch
+
+        self._require_model()
+        key = f"{self.model_id}:{image_key(image)}"
+        if use_cache:
+            with self._cache_lock:
+                if key in self._cache:
+                    self._cache.move_to_end(key)
+                    return self._cache[key], True
+        pixels = self.pixel_values(image)
+        with self._model_lock, torch.inference_mode():
+            features = self.model.get_image_features(pixel_values=pixels).pooler_output
+        if use_cache and self.cache_size > 0:
+            with self._cache_lock:
+                self._cache[key] = features
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        return features, False
+
+    def clear_cache(self) -> None:
+        with self._cache_lock:
+            self._cache.clear()
+
+    # ---- running -------------------------------------------------------------------
+    def run(
+        self,
+        image: Image.Image,
+        task: str,
+        text: str | None = None,
+        boxes: Sequence[Sequence[float]] | None = None,
+        *,
+        settings: GenerationSettings | None = None,
+        max_new_tokens: int | None = None,
+        num_beams: int | None = None,
+        use_cache: bool = True,
+        tile: bool = False,
+        time_limit: float | None = None,
+        **tile_options: Any,
+    ) -> FlorenceResult:
+        """Ask Florence-2 one task about one image (N boxes → one batched call).
+
+        ``time_limit`` (seconds) caps the generation below the operator's
+        ``FLORENCE_UI_REQUEST_TIMEOUT``; a host with its own hard deadline (a
+        ZeroGPU slot) passes it, so a long answer ends as "cut off at the time
+        limit" instead of being killed by the platform.
+        """
+        spec = get_task(task)
+        self._require_model()
+        if not isinstance(image, Image.Image):
+            raise InputError("The image must be a PIL image.")
+        settings = settings or GenerationSettings()
+        settings = GenerationSettings(
+            max_new_tokens if max_new_tokens is not None else settings.max_new_tokens,
+            num_beams if num_beams is not None else settings.num_beams,
+        ).checked()
+        image = image.convert("RGB") if image.mode != "RGB" else image
+        if tile:
+            from florence_ui.model.tiling import run_tiled
+
+            return run_tiled(self, image, spec.token, text, settings=settings, **tile_options)
+        started = time.perf_counter()
+        size = image.size
+        prompts, fixed_boxes, notes = self.task_prompts(spec, text, boxes, size)
+        timeout, limit_name = limits.current().request_timeout_s, "FLORENCE_UI_REQUEST_TIMEOUT"
+        if time_limit is not None and float(time_limit) < timeout:
+            timeout, limit_name = max(1.0, float(time_limit)), "the host's slot, e.g. a ZeroGPU call"
+        generated, timings, cached, prompt_tokens = self._generate(image, prompts, settings, use_cache, timeout)
+        texts, pieces, ids, lengths, truncated = generated
+        result = self._assemble(spec, texts, pieces, size, text, fixed_boxes)
+        result.prompts, result.model_prompts = prompts, self.model_prompts(prompts)
+        result.prompt_tokens, result.generated_tokens = prompt_tokens, lengths
+        result.truncated, result.cached_features, result.notes = truncated, cached, notes
+        result.output_tokens = [
+            [(int(i), str(t), None if math.isnan(p) else round(p, 6)) for i, (t, p) in zip(row_ids, row, strict=True)]
+            for row_ids, row in zip(ids, pieces, strict=True)
+        ]
+        timings["total_s"] = time.perf_counter() - started
+        result.timings = timings
+        if timings["generate_s"] >= timeout and not truncated:
+            result.truncated = truncated = True
+            result.notes.append(
+                f"The answer was stopped at the {timeout:g} s time limit ({limit_name}): some regions may be missing."
+            )
+        elif truncated:
+            result.notes.append(
+                f"The answer was cut off at max_new_tokens={settings.max_new_tokens}: some regions may be missing."
+            )
+        return result
+
+    def parse(
+        self,
+        task: str,
+        generated_text: str | Sequence[str],
+        image_size: tuple[int, int],
+        text: str | None = None,
+        boxes: Sequence[Sequence[float]] | None = None,
+    ) -> FlorenceResult:
+        """Parse text some Florence-2 run produced, with no model call (confidence = NaN).
+
+        ``generated_text`` is one string, or one per box for region tasks with
+        ``boxes``. A region task without boxes takes its box from the ``<loc_N>``
+        tokens of ``text`` (as Florence-2's own prompts carry it) or of the answer.
+        """
+        spec = get_task(task)
+        texts = _answers(generated_text, spec)
+        size = _image_size(image_size)
+        if spec.needs_boxes and boxes is not None and len(boxes) != len(texts):
+            raise InputError(f"{len(boxes)} boxes but {len(texts)} generated texts: one answer per box is needed.")
+        fixed = None
+        if boxes is not None:
+            fixed = []
+            for i, box in enumerate(boxes):
+                try:
+                    fixed.append(list(validate_box(box, size).box))
+                except BoxError as exc:
+                    raise InputError(f"Box {i + 1}: {exc}") from exc
+        result = self._assemble(spec, texts, None, size, text, fixed)
+        result.raw = generated_text if isinstance(generated_text, str) else list(generated_text)
+        return result
+
+    # ---- internals -----------------------------------------------------------------
+    def _generate(
+        self, image: Image.Image, prompts: list[str], settings: GenerationSettings, use_cache: bool, max_time: float
+    ):
+        import torch
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        enc = self.text_inputs(prompts).to(self.device)
+        prompt_tokens = [int(v) for v in enc["attention_mask"].sum(dim=1).tolist()]
+        n = len(prompts)
+        kwargs: dict[str, Any] = {}
+        cached = False
+        if use_cache:
+            features, cached = self.image_features(image)
+            kwargs["mm_encoder_outputs"] = {
+                "image": BaseModelOutputWithPooling(pooler_output=features.expand(n, -1, -1))
+            }
+        else:
+            kwargs["pixel_values"] = self.pixel_values(image).expand(n, -1, -1, -1)
+        timings["vision_s"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        with self._model_lock, torch.inference_mode():
+            out = self.model.generate(
+                input_ids=enc["input_ids"],
+                attention_mask=enc["attention_mask"],
+                max_new_tokens=settings.max_new_tokens,
+                num_beams=settings.num_beams,
+                max_time=max_time,
+                do_sample=False,
+                output_scores=True,
+                return_dict_in_generate=True,
+                **kwargs,
+            )
+            beams = settings.num_beams > 1
+            trans = self.model.compute_transition_scores(
+                out.sequences,
+                out.scores,
+                getattr(out, "beam_indices", None) if beams else None,
+                normalize_logits=not beams,
+            )
+        timings["generate_s"] = time.perf_counter() - t1
+        return self._decode(out.sequences, trans, settings.max_new_tokens), timings, cached, prompt_tokens
+
+    def _decode(self, sequences, transition_scores, max_new_tokens: int):
+        """Token ids → texts, (token, probability) pieces, lengths, and whether any answer was cut off.
+
+        BART force-emits the end token at the length limit (``forced_eos_token_id``),
+        so "cut off" means the answer filled all ``max_new_tokens`` positions, not
+        merely that an end token is missing.
+        """
+        tok = self.processor.tokenizer
+        texts = self.processor.batch_decode(sequences, skip_special_tokens=False)
+        eos = tok.eos_token_id
+        all_pieces, all_ids, lengths, truncated = [], [], [], False
+        probs = transition_scores.float().exp().cpu().numpy()
+        for i, seq in enumerate(sequences.tolist()):
+            body = seq[1:]  # position 0 is the decoder start token
+            ended = eos in body
+            stop = body.index(eos) + 1 if ended else len(body)
+            truncated |= stop >= max_new_tokens
+            ids = body[:stop]
+            # an id the tokenizer does not know (mismatched vocab) decodes to None: show it as <unk>
+            tokens = [t if t is not None else tok.unk_token for t in tok.convert_ids_to_tokens(ids)]
+            row = [float(p) if np.isfinite(p) else math.nan for p in probs[i][: len(ids)]]
+            row += [math.nan] * (len(ids) - len(row))
+            all_pieces.append(list(zip(tokens, row, strict=True)))
+            all_ids.append(ids)
+            lengths.append(sum(1 for t in tokens if t not in SPECIAL_PIECES))
+            texts[i] = texts[i].replace(tok.pad_token, "") if tok.pad_token else texts[i]
+        return texts, all_pieces, all_ids, lengths, truncated
+
+    def _assemble(self, spec: Task, texts, pieces, size, text_input, boxes) -> FlorenceResult:
+        registry = self.classes
+        if spec.needs_boxes:
+            parts = []
+            prompt_boxes = boxes or [text_input_box(text_input, size)] * len(texts)
+            for i, raw in enumerate(texts):
+                box = prompt_boxes[i] if boxes else None
+                parsed = parse_one(
+                    self.processor,
+                    spec.token,
+                    raw,
+                    size,
+                    registry=registry,
+                    pieces=pieces[i] if pieces else None,
+                    text_input=text_input,
+                    prompt_box=box,
+                )
+                parts.append(parsed.detections)
+            if all(b is not None for b in prompt_boxes):
+                det = merge_rows_per_box(parts, prompt_boxes, size, spec.token)
+            else:
+                det = sv.Detections.merge(parts)
+            result = FlorenceResult(spec.token, det, None, texts if boxes else texts[0], size, text_input, boxes)
+        else:
+            parsed = parse_one(
+                self.processor,
+                spec.token,
+                texts[0],
+                size,
+                registry=registry,
+                pieces=pieces[0] if pieces else None,
+                text_input=text_input,
+            )
+            result = FlorenceResult(spec.token, parsed.detections, parsed.text, texts[0], size, text_input, None)
+            result.text_score = parsed.text_score
+        result.model, result.revision = self.model_id, self.revision
+        if spec.output is OutputKind.TEXT and result.text is None:
+            result.text = ""
+        return result

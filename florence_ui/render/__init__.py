@@ -1,0 +1,1 @@
+"""Drawing answers with supervision's annotators, and the teaching view's explanations."""
