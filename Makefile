@@ -41,9 +41,12 @@ test-dtypes: $(STAMP) browser labelstudio
 	FLORENCE_UI_CPU_BF16=1 $(MAKE) test
 	FLORENCE_UI_CPU_BF16=0 $(MAKE) test
 
+# ruff (style, and SLF001: no reaching into another module's private names) and import-linter (the layer
+# contracts in pyproject.toml: nothing imports upward, core stays pure, no cycles). CI runs it.
 lint: $(STAMP)
 	$(BIN)/ruff check florence_ui tests app.py benchmarks spaces tools
 	$(BIN)/ruff format --check florence_ui tests app.py benchmarks spaces tools
+	$(BIN)/lint-imports
 
 # Known advisories vs installed versions and requirement minimums, plus pip-audit (security/ holds the policy).
 audit: $(STAMP)

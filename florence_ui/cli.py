@@ -23,14 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from florence_ui import __version__
-from florence_ui.core.tasks import TASKS, get_task
-from florence_ui.model.loading import ModelLoadError
+from florence_ui.core.tasks import DEFAULT_TASK, TASKS, get_task
+from florence_ui.errors import ModelLoadError, ResultsFileError, UsageError
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-class UsageError(Exception):
-    """Bad arguments or inputs: printed as ``error: ...`` with exit code 2."""
 
 
 def _err(message: str) -> None:
@@ -39,7 +35,7 @@ def _err(message: str) -> None:
 
 # ---- predict ----------------------------------------------------------------------------
 def cmd_predict(args: argparse.Namespace) -> int:
-    from florence_ui.batch.results_file import JsonlError, JsonlWriter
+    from florence_ui.batch.results_file import JsonlWriter
     from florence_ui.batch.runner import (
         Summary,
         TaskRequest,
@@ -73,7 +69,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     jobs, unplannable = make_jobs(images, requests, boxes)
     try:
         writer = JsonlWriter(args.out, lock=True)
-    except (JsonlError, OSError) as exc:
+    except (ResultsFileError, OSError) as exc:
         raise UsageError(str(exc)) from exc
     with writer:
         pending, done_before = plan(jobs, args.out, _err)
@@ -84,11 +80,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 outcomes = _ray_outcomes(args, pending, settings)
             else:
                 from florence_ui.model.engine import FlorenceEngine
+                from florence_ui.model.speed import set_threads
 
-                if args.threads:
-                    import torch
-
-                    torch.set_num_threads(args.threads)
+                set_threads(args.threads)
                 engine = FlorenceEngine.from_pretrained(args.model, revision=args.revision, device=args.device,
                                                         dtype=args.dtype, cache_size=0)  # fmt: skip
                 _err(f"model: {engine.describe()}")
@@ -145,11 +139,11 @@ class _sigterm_as_interrupt:
 # ---- export / push ---------------------------------------------------------------------------
 def _labeled(args: argparse.Namespace) -> list:
     """The results files as LabeledImages, re-parsed with a weights-free parser."""
-    from florence_ui.batch.results_file import JsonlError, iter_lines, labeled_images, parser_for
+    from florence_ui.batch.results_file import iter_lines, labeled_images, parser_for
 
     try:
         lines = list(iter_lines(args.results, warn=_err))
-    except JsonlError as exc:
+    except ResultsFileError as exc:
         raise UsageError(str(exc)) from exc
     if not lines:
         raise UsageError(f"no results lines in {', '.join(args.results)}")
@@ -287,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--task",
         action="append",
         required=True,
-        help="task token or name (<OD>, OD, 'Object detection'); repeat for several tasks per image",
+        help=f"task token or name ({DEFAULT_TASK.token}, {DEFAULT_TASK.token.strip('<>')}, {DEFAULT_TASK.name!r}); "
+        "repeat for several tasks per image",
     )
     p.add_argument("--text", default=None, help="text input for text tasks (grounding, open-vocabulary, ...)")
     p.add_argument(

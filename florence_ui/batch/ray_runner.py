@@ -25,7 +25,7 @@ from typing import Any
 
 from florence_ui.batch.results_file import clean_json
 from florence_ui.batch.runner import ImageOutcome, Job, group_by_image, process_images
-from florence_ui.model.loading import ModelLoadError
+from florence_ui.errors import ModelLoadError
 
 
 class FlorencePredictor:
@@ -42,12 +42,10 @@ class FlorencePredictor:
         tile: bool = False,
         threads: int | None = None,
     ) -> None:
-        import torch
-
         from florence_ui.model.engine import FlorenceEngine, GenerationSettings
+        from florence_ui.model.speed import set_threads
 
-        if threads:
-            torch.set_num_threads(int(threads))
+        set_threads(threads)
         self.settings = GenerationSettings(**settings).checked()
         self.tile = tile
         self.engine, self.load_error = None, ""
@@ -94,8 +92,15 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     return True
 
 
-def _model_error(exc: BaseException) -> ModelLoadError | None:
-    """Find a ModelLoadError raised in an actor under Ray's wrappers."""
+def model_load_error(exc: BaseException) -> ModelLoadError | None:
+    """The ModelLoadError an actor raised, found by its type under Ray's wrappers; None when there is none.
+
+    Ray re-raises a remote exception as a ``RayTaskError`` that is also an
+    instance of the original class (its ``str`` is the remote traceback) and
+    holds the original as ``cause``: the original is returned, so the person
+    reads the message alone. The message text is never searched (a log line
+    quoting one is not one).
+    """
     seen: set[int] = set()
     todo: list[BaseException | None] = [exc]
     while todo:
@@ -103,14 +108,10 @@ def _model_error(exc: BaseException) -> ModelLoadError | None:
         if cur is None or id(cur) in seen:
             continue
         seen.add(id(cur))
-        if isinstance(cur, ModelLoadError):
+        inner = getattr(cur, "cause", None)
+        if isinstance(cur, ModelLoadError) and not isinstance(inner, ModelLoadError):
             return cur
-        todo += [cur.__cause__, cur.__context__, getattr(cur, "cause", None)]
-    text = str(exc)
-    marker = "Could not load Florence-2 model"
-    if marker in text:
-        message = text[text.index(marker) :].split("\n\n")[0]
-        return ModelLoadError(message.strip())
+        todo += [cur.__cause__, cur.__context__, inner]
     return None
 
 
@@ -165,7 +166,7 @@ def ray_outcomes(
                 raise ModelLoadError(str(row["model_error"]))
             yield ImageOutcome(str(row["image"]), json.loads(row["lines"]), json.loads(row["failures"]))
     except Exception as exc:
-        error = _model_error(exc)
+        error = model_load_error(exc)
         if error is not None:
             raise error from None
         raise

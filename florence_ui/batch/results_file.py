@@ -27,16 +27,12 @@ import numpy as np
 
 from florence_ui.core.labels import ImageText, LabeledImage, regions_from_result
 from florence_ui.core.tasks import OutputKind, get_task
-from florence_ui.model.loading import ModelLoadError
+from florence_ui.errors import ModelLoadError, ResultsFileError
 
 #: the fields every line has (``export`` needs no more; extra fields are welcome)
 REQUIRED = ("image", "task", "generated_text")
 #: fields that change from run to run; tools comparing two files ignore them
 VOLATILE = ("seconds", "created")
-
-
-class JsonlError(ValueError):
-    """A results file or line that cannot be used; the message names the file and line."""
 
 
 # ---- reading ----------------------------------------------------------------------
@@ -162,7 +158,7 @@ class JsonlWriter:
             fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             self._fh.close()
-            raise JsonlError(
+            raise ResultsFileError(
                 f"{self.path} is being written by another florence-ui run; wait for it or use another --out"
             ) from exc
 
@@ -347,7 +343,7 @@ def iter_lines(paths: Iterable[str | Path], warn: Any = None) -> Iterator[dict[s
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
     for path in paths:
         if not Path(path).exists():
-            raise JsonlError(f"{path}: no such results file")
+            raise ResultsFileError(f"{path}: no such results file")
         report = read_lines(path)
         for number, reason in report.bad:
             warn(f"{path}:{number}: skipped a corrupt line ({reason})")

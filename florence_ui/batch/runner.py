@@ -25,14 +25,11 @@ from PIL import Image
 
 from florence_ui.batch.results_file import JsonlWriter, dumps, line_from_result, line_key, read_lines, repair
 from florence_ui.core.tasks import get_task
+from florence_ui.errors import ImageLoadError
 
 IMAGE_EXTENSIONS = frozenset(
     ".jpg .jpeg .jpe .jfif .png .bmp .gif .tif .tiff .webp .ppm .pgm .pbm .pnm .tga .ico .dib".split()
 )
-
-
-class ImageError(ValueError):
-    """An image that cannot be read; the message is the reason shown to the user."""
 
 
 @dataclass(frozen=True)
@@ -106,18 +103,18 @@ def find_images(inputs: Iterable[str | Path], warn: Callable[[str], None]) -> tu
 
 def load_image(path: str) -> tuple[Image.Image, str]:
     """Upright RGB image (as the UI opens it: EXIF rotation, alpha flattened) and its identity (the file's sha256)."""
-    from florence_ui.core.images import ImageLoadError, image_identity, open_image
+    from florence_ui.core.images import image_identity, open_image
 
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise ImageError(f"cannot read file: {exc.strerror or exc}") from exc
+        raise ImageLoadError(f"cannot read file: {exc.strerror or exc}") from exc
     try:
-        image = open_image(data)
-    except ImageLoadError as exc:
-        raise ImageError(str(exc).replace("the uploaded file", "the file")) from exc
+        image = open_image(data, name="the file")
+    except ImageLoadError:
+        raise
     except Exception as exc:  # noqa: BLE001 - PIL raises many types for broken files
-        raise ImageError(f"not a readable image ({type(exc).__name__}: {exc})") from exc
+        raise ImageLoadError(f"not a readable image ({type(exc).__name__}: {exc})") from exc
     return image, image_identity(data)
 
 
@@ -198,7 +195,7 @@ def process_images(
     settings: Any,
     *,
     tile: bool = False,
-    decoded: dict[str, tuple[Image.Image, str] | ImageError] | None = None,
+    decoded: dict[str, tuple[Image.Image, str] | ImageLoadError] | None = None,
 ) -> list[ImageOutcome]:
     """Run every job of a batch of images; a bad image or job fails alone, the rest go on.
 
@@ -214,7 +211,7 @@ def process_images(
     loaded: dict[str, tuple[Image.Image, str]] = {}
     for image, _ in work:
         got = decoded.get(image) or read_images([image])[image]
-        if isinstance(got, ImageError):
+        if isinstance(got, ImageLoadError):
             outcomes[image].failures.append({"image": image, "task": None, "error": str(got)})
         else:
             loaded[image] = got
@@ -259,17 +256,19 @@ def process_images(
 
 
 def _features(engine: Any, images: dict[str, Image.Image]) -> tuple[dict[str, Any], dict[str, str]]:
-    """One vision-tower call for the batch; if it fails, one per image so only the culprit fails."""
-    from florence_ui.batch.generate import image_features
+    """One vision-tower call for the batch; if it fails, one per image so only the culprit fails.
 
+    No LRU cache: a folder's images are seen once, and the batch keeps its own features.
+    """
     try:
-        return dict(zip(images, image_features(engine, list(images.values())), strict=True)), {}
+        got = engine.image_features(list(images.values()), use_cache=False)
+        return {path: f.features for path, f in zip(images, got, strict=True)}, {}
     except Exception:  # noqa: BLE001 - isolate below
         pass
     features, broken = {}, {}
     for path, image in images.items():
         try:
-            [features[path]] = image_features(engine, [image])
+            [(features[path], _)] = engine.image_features([image], use_cache=False)
         except Exception as exc:  # noqa: BLE001 - reported with the image, the run goes on
             broken[path] = f"vision tower failed: {type(exc).__name__}: {exc}"
     return features, broken
@@ -377,12 +376,12 @@ def local_outcomes(
             yield from process_images(engine, batch, settings, tile=tile, decoded=decoded)
 
 
-def read_images(paths: list[str]) -> dict[str, tuple[Image.Image, str] | ImageError]:
-    """Decode several files; a failure is kept as its :class:`ImageError` (reported with the image)."""
-    out: dict[str, tuple[Image.Image, str] | ImageError] = {}
+def read_images(paths: list[str]) -> dict[str, tuple[Image.Image, str] | ImageLoadError]:
+    """Decode several files; a failure is kept as its :class:`ImageLoadError` (reported with the image)."""
+    out: dict[str, tuple[Image.Image, str] | ImageLoadError] = {}
     for path in paths:
         try:
             out[path] = load_image(path)
-        except ImageError as exc:
+        except ImageLoadError as exc:
             out[path] = exc
     return out

@@ -15,16 +15,14 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from florence_ui.errors import BoxError
+
 NUM_BINS = 1000
 #: the last bin: Florence-2's vocabulary has ``<loc_0>`` … ``<loc_999>`` and nothing beyond
 MAX_BIN = NUM_BINS - 1
 LOC_RE = re.compile(r"<loc_(\d+)>")
 
 Box = tuple[float, float, float, float]
-
-
-class BoxError(ValueError):
-    """A prompt box that cannot be used (not 4 numbers, or outside the image)."""
 
 
 @dataclass(frozen=True)

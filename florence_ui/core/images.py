@@ -26,12 +26,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from florence_ui.core import limits
+from florence_ui.errors import ImageLoadError
 
 SUPPORTED = "JPEG, PNG, WebP, GIF, BMP or TIFF"
-
-
-class ImageLoadError(ValueError):
-    """The input is not an image we can use; ``str(err)`` is the user-facing message."""
 
 
 def _describe(source: Any) -> str:
@@ -66,14 +63,18 @@ def _check_size(image: Image.Image, name: str, max_pixels: int) -> None:
         raise ImageLoadError(f"{name} has no pixels ({image.width}×{image.height}).")
 
 
-def open_image(source: str | Path | bytes | Image.Image | np.ndarray, *, max_pixels: int | None = None) -> Image.Image:
+def open_image(
+    source: str | Path | bytes | Image.Image | np.ndarray, *, max_pixels: int | None = None, name: str | None = None
+) -> Image.Image:
     """Open a path, bytes, array or PIL image as an upright RGB ``PIL.Image``.
 
     The first frame of an animation is used. Raises :class:`ImageLoadError` for
     anything that is not a readable image. ``max_pixels`` (default: the
     ``FLORENCE_UI_MAX_PIXELS`` limit) is checked from the header, before any
     pixel is decoded, so a decompression bomb costs nothing; Pillow's own bomb
-    limit stays in force above it.
+    limit stays in force above it. ``name`` is what the messages call a file
+    (default: its quoted file name, or "the uploaded file" for bytes); the batch
+    runner, which reads files itself, says "the file".
     """
     if source is None:
         raise ImageLoadError("No image: upload, paste or pick an example first.")
@@ -90,7 +91,7 @@ def open_image(source: str | Path | bytes | Image.Image | np.ndarray, *, max_pix
         image = source
         _check_size(image, "The image", max_pixels)
     else:
-        name = _describe(source)
+        name = name or _describe(source)
         if isinstance(source, str | Path) and not Path(source).is_file():
             raise ImageLoadError(f"The image file {name} does not exist.")
         empty = len(source) == 0 if isinstance(source, bytes | bytearray) else Path(source).stat().st_size == 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,18 @@ import numpy as np
 import supervision as sv
 from PIL import Image
 
+from florence_ui.core.fields import CLASS_NAME, POLYGONS, PROMPT_BOX, SOURCE_TASK
 from florence_ui.core.images import image_identity
 from florence_ui.core.tasks import OutputKind, get_task
+
+
+class RegionKind(StrEnum):
+    """What a region's geometry is (str-valued: the API's review JSON carries these strings as ``kind``)."""
+
+    BOX = "box"
+    POLYGON = "polygon"
+    QUAD = "quad"
+    REGION_TEXT = "region_text"  # the box a region task was asked about, with its answer as the label
 
 
 @dataclass
@@ -46,22 +57,21 @@ class Region:
         self.polygons = [list(flat)[: len(flat) // 2 * 2] for flat in self.polygons]
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> RegionKind:
         """``box``, ``polygon``, ``quad`` or ``region_text`` (a box whose label is free text)."""
         output = get_task(self.source_task).output
         if self.polygons:
-            return "polygon"
+            return RegionKind.POLYGON
         if output is OutputKind.QUADS and self.quad:
-            return "quad"
+            return RegionKind.QUAD
         if output is OutputKind.REGION_TEXT:
-            return "region_text"
-        return "box"
+            return RegionKind.REGION_TEXT
+        return RegionKind.BOX
 
     @property
     def is_text(self) -> bool:
-        """The label is free text (a description or OCR), not a category."""
-        return self.source_task in ("<REGION_TO_DESCRIPTION>", "<REGION_TO_OCR>", "<OCR_WITH_REGION>",
-                                    "<DENSE_REGION_CAPTION>")  # fmt: skip
+        """The label is free text (a description or OCR), not a category (the task's ``free_text_labels``)."""
+        return get_task(self.source_task).free_text_labels
 
 
 @dataclass
@@ -154,8 +164,8 @@ class LabeledImage:
             return sv.Detections.empty()
         det = sv.Detections(xyxy=np.array([r.xyxy for r in rows], dtype=np.float32))
         det.confidence = np.array([math.nan if r.score is None else r.score for r in rows], dtype=np.float32)
-        det.data["class_name"] = np.array([r.label for r in rows], dtype=str)
-        det.data["source_task"] = np.array([r.source_task for r in rows], dtype=str)
+        det.data[CLASS_NAME] = np.array([r.label for r in rows], dtype=str)
+        det.data[SOURCE_TASK] = np.array([r.source_task for r in rows], dtype=str)
         if with_masks is None:
             with_masks = all(r.polygons for r in rows)
         if with_masks:
@@ -185,12 +195,12 @@ def regions_from_result(result: Any) -> list[Region]:
             Region(
                 label=row["label"],
                 xyxy=tuple(row["box"]),
-                source_task=row["source_task"],
+                source_task=row[SOURCE_TASK],
                 score=row["confidence"],
-                polygons=row.get("polygons", []),
+                polygons=row.get(POLYGONS, []),
                 quad=row.get("quad"),
                 # region tasks have one row per prompt box, in box order (parsing.merge_rows_per_box)
-                box_index=row["index"] + 1 if "prompt_box" in row else None,
+                box_index=row["index"] + 1 if PROMPT_BOX in row else None,
             )
         )
     return out

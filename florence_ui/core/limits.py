@@ -13,6 +13,8 @@ import os
 import re
 from dataclasses import dataclass, fields
 
+from florence_ui.errors import LimitsError
+
 #: environment variable → Limits field
 ENV = {
     "FLORENCE_UI_MAX_PIXELS": "max_pixels",
@@ -26,10 +28,6 @@ ENV = {
 
 #: what gradio's max_file_size understands: a whole number and a unit
 _SIZE = re.compile(r"\d+\s*(b|kb|mb|gb|tb)")
-
-
-class LimitsError(ValueError):
-    """A ``FLORENCE_UI_*`` limit variable holds something that is not a usable value."""
 
 
 @dataclass(frozen=True)

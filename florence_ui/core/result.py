@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import supervision as sv
 
+from florence_ui.core.fields import CLASS_NAME, LOC_BINS, POLYGONS, PROMPT_BOX, QUADS, SOURCE_TASK
 from florence_ui.core.tasks import OutputKind, get_task
 
 
@@ -62,7 +63,7 @@ class FlorenceResult:
     @property
     def has_masks(self) -> bool:
         """Whether this answer has masks to make (polygon answers: segmentation, open-vocabulary polygons)."""
-        return "polygons" in self.detections.data
+        return POLYGONS in self.detections.data
 
     def masks(self) -> np.ndarray | None:
         """``(n, H, W)`` boolean masks, rasterised now from the polygons; None for answers without polygons.
@@ -79,7 +80,7 @@ class FlorenceResult:
         width, height = (int(v) for v in self.image_size)
         out = np.zeros((len(det), height, width), dtype=bool)
         for i in range(len(det)):
-            fill_row_mask(out[i], det.data["polygons"][i], det.xyxy[i], self._row_is_polygon(i))
+            fill_row_mask(out[i], det.data[POLYGONS][i], det.xyxy[i], self._row_is_polygon(i))
         return out
 
     def detections_with_masks(self) -> sv.Detections:
@@ -89,7 +90,7 @@ class FlorenceResult:
         return det
 
     def _row_is_polygon(self, i: int) -> bool:
-        task = str(self.detections.data.get("source_task", [self.task] * len(self.detections))[i])
+        task = str(self.detections.data.get(SOURCE_TASK, [self.task] * len(self.detections))[i])
         return get_task(task).output is OutputKind.POLYGONS
 
     @property
@@ -103,20 +104,20 @@ class FlorenceResult:
         for i in range(len(det)):
             row: dict[str, Any] = {
                 "index": i,
-                "label": str(det.data["class_name"][i]),
+                "label": str(det.data[CLASS_NAME][i]),
                 "class_id": int(det.class_id[i]) if det.class_id is not None else None,
                 "confidence": _num(det.confidence[i]) if det.confidence is not None else None,
                 "box": [round(float(v), 2) for v in det.xyxy[i]],
-                "source_task": str(det.data.get("source_task", [self.task] * len(det))[i]),
-                "loc_bins": [int(b) for b in det.data["loc_bins"][i]] if "loc_bins" in det.data else [],
+                SOURCE_TASK: str(det.data.get(SOURCE_TASK, [self.task] * len(det))[i]),
+                LOC_BINS: [int(b) for b in det.data[LOC_BINS][i]] if LOC_BINS in det.data else [],
             }
-            if "prompt_box" in det.data:
-                row["prompt_box"] = [round(float(v), 2) for v in det.data["prompt_box"][i]]
-            if sv.config.ORIENTED_BOX_COORDINATES in det.data:
-                quad = np.asarray(det.data[sv.config.ORIENTED_BOX_COORDINATES][i]).reshape(-1)
+            if PROMPT_BOX in det.data:
+                row[PROMPT_BOX] = [round(float(v), 2) for v in det.data[PROMPT_BOX][i]]
+            if QUADS in det.data:
+                quad = np.asarray(det.data[QUADS][i]).reshape(-1)
                 row["quad"] = [round(float(v), 2) for v in quad]
-            if "polygons" in det.data:
-                row["polygons"] = [np.asarray(p).reshape(-1).round(2).tolist() for p in det.data["polygons"][i]]
+            if POLYGONS in det.data:
+                row[POLYGONS] = [np.asarray(p).reshape(-1).round(2).tolist() for p in det.data[POLYGONS][i]]
             rows.append(row)
         return rows
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any
 
 from PIL import Image
@@ -18,8 +19,20 @@ from PIL import Image
 from florence_ui.core.labels import ImageText, LabeledImage, Region, regions_from_result
 from florence_ui.core.tasks import get_task
 
-PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
-STATUSES = (PENDING, ACCEPTED, REJECTED)
+
+class ReviewStatus(StrEnum):
+    """Where a review item stands. str-valued on purpose: the review table, the API (``review_update`` takes the
+    string, ``review`` returns it) and exported files hold these strings, and a member equals its string."""
+
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+#: the members under short names, for ``if item.status == ACCEPTED``
+PENDING, ACCEPTED, REJECTED = ReviewStatus.PENDING, ReviewStatus.ACCEPTED, ReviewStatus.REJECTED
+#: the valid status strings, in review order (what error messages list)
+STATUSES: tuple[str, ...] = tuple(s.value for s in ReviewStatus)
 
 
 @dataclass
@@ -27,7 +40,7 @@ class ReviewItem:
     """A region or an image-level text under review."""
 
     id: int
-    status: str
+    status: ReviewStatus
     region: Region | None = None
     text: ImageText | None = None
     run: int = 0  # which task run produced it (1-based)
@@ -91,9 +104,10 @@ class ReviewSession:
                 return item
         raise KeyError(f"No review item #{item_id} on this image")
 
-    def set_status(self, item_ids: list[int] | int, status: str) -> int:
+    def set_status(self, item_ids: list[int] | int, status: ReviewStatus | str) -> int:
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}")
+        status = ReviewStatus(status)
         ids = [item_ids] if isinstance(item_ids, int) else list(item_ids)
         for item_id in ids:
             self.get(item_id).status = status
@@ -122,14 +136,15 @@ class ReviewSession:
                 count += 1
         return count
 
-    def set_all(self, status: str, only_pending: bool = True) -> int:
+    def set_all(self, status: ReviewStatus | str, only_pending: bool = True) -> int:
+        status = ReviewStatus(status)
         targets = [i for i in self.items if not only_pending or i.status == PENDING]
         for item in targets:
             item.status = status
         return len(targets)
 
     # ---- views ----------------------------------------------------------------------
-    def by_status(self, status: str) -> list[ReviewItem]:
+    def by_status(self, status: ReviewStatus | str) -> list[ReviewItem]:
         return [i for i in self.items if i.status == status]
 
     def counts(self) -> dict[str, int]:
@@ -141,7 +156,7 @@ class ReviewSession:
         for item in self.items:
             box = [round(v, 1) for v in item.region.xyxy] if item.region else "(whole image)"
             score = "" if item.score is None else round(float(item.score), 3)
-            out.append([item.id, item.status, get_task(item.task).name, item.label, score, str(box)])
+            out.append([item.id, str(item.status), get_task(item.task).name, item.label, score, str(box)])
         return out
 
     def labeled_image(

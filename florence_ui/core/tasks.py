@@ -3,15 +3,18 @@
 Florence-2 is steered by a task token. Each task takes one kind of input and
 answers with one kind of output; the UI builds its controls from this table, the
 CLI validates ``--task`` against it, the parser picks its converter from it and
-the teaching view prints its explanation. Nothing else lists tasks again, so a
-new task is one row here (plus, if it has a new output kind, a converter in
-``parsing``).
+the teaching view prints its explanation. Everything that differs between tasks
+is a field of a row (or follows from its output kind, like how its ``<loc_N>``
+tokens group): code elsewhere reads those fields and never compares task tokens,
+so a new task is one row here (plus, if it has a new output kind, a converter in
+``parsing``). The few tasks the product names on purpose (the page's first task,
+the caption-then-ground cascade) are the role constants at the end.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 
 class InputKind(StrEnum):
@@ -32,6 +35,25 @@ class OutputKind(StrEnum):
     REGION_TEXT = "region_text"  # one text answer per prompt box
 
 
+class LocGroup(IntEnum):
+    """How many ``<loc_N>`` tokens of an answer make one instance: the parser and the score walker group them so."""
+
+    NONE = 0  # the answer is text: no location tokens
+    POINTS = 2  # polygon vertices, x y pairs, as many as the outline needs
+    BOX = 4  # x1 y1 x2 y2
+    QUAD = 8  # the four corners of an OCR quadrilateral
+
+
+#: the grouping follows the output kind (region-text answers may echo their prompt box, read as a box)
+_LOC_GROUPS: dict[OutputKind, LocGroup] = {
+    OutputKind.TEXT: LocGroup.NONE,
+    OutputKind.BOXES: LocGroup.BOX,
+    OutputKind.POLYGONS: LocGroup.POINTS,
+    OutputKind.QUADS: LocGroup.QUAD,
+    OutputKind.REGION_TEXT: LocGroup.BOX,
+}
+
+
 @dataclass(frozen=True)
 class Task:
     """One row of the catalogue."""
@@ -45,6 +67,14 @@ class Task:
     tileable: bool = False
     #: placeholder shown in text boxes of the UI / help of the CLI
     text_hint: str = ""
+    #: each region's label is free text (a description, a line of OCR), not a category: Label Studio gets it in a
+    #: per-region TextArea under the label ``Text`` / ``Description``, COCO / YOLO under that category
+    free_text_labels: bool = False
+    #: the answer is text read off the image (OCR), not words about it: its free-text regions are ``Text`` and its
+    #: image-level answer goes to the ``ocr`` TextArea rather than ``caption``
+    reads_text: bool = False
+    #: the answer may mix boxes and polygons (open-vocabulary detection): the parser keeps both, one row each
+    mixed_polygons: bool = False
 
     @property
     def needs_text(self) -> bool:
@@ -58,6 +88,16 @@ class Task:
     def has_regions(self) -> bool:
         """True when the answer is spatial (boxes, masks, quads)."""
         return self.output is not OutputKind.TEXT
+
+    @property
+    def is_caption(self) -> bool:
+        """An image-level description (what the caption-then-ground cascade can start from); OCR is not one."""
+        return self.output is OutputKind.TEXT and not self.reads_text
+
+    @property
+    def loc_group(self) -> LocGroup:
+        """How the answer's ``<loc_N>`` tokens group into instances (see :class:`LocGroup`)."""
+        return _LOC_GROUPS[self.output]
 
 
 _T = Task
@@ -94,6 +134,7 @@ TASKS: tuple[Task, ...] = (
         _I.NONE,
         _O.BOXES,
         "Finds regions and writes a short description for each instead of a bare category.",
+        free_text_labels=True,
     ),
     _T(
         "<REGION_PROPOSAL>",
@@ -119,6 +160,7 @@ TASKS: tuple[Task, ...] = (
         "Finds every instance of whatever you name, even categories outside COCO.",
         tileable=True,
         text_hint="wheels",
+        mixed_polygons=True,
     ),
     _T(
         "<REFERRING_EXPRESSION_SEGMENTATION>",
@@ -148,6 +190,7 @@ TASKS: tuple[Task, ...] = (
         _I.BOXES,
         _O.REGION_TEXT,
         "Describes what is inside each box you draw in a short phrase.",
+        free_text_labels=True,
     ),
     _T(
         "<REGION_TO_OCR>",
@@ -155,14 +198,18 @@ TASKS: tuple[Task, ...] = (
         _I.BOXES,
         _O.REGION_TEXT,
         "Reads the text inside each box you draw.",
+        free_text_labels=True,
+        reads_text=True,
     ),
-    _T("<OCR>", "OCR", _I.NONE, _O.TEXT, "Reads all the text in the image as one string."),
+    _T("<OCR>", "OCR", _I.NONE, _O.TEXT, "Reads all the text in the image as one string.", reads_text=True),
     _T(
         "<OCR_WITH_REGION>",
         "OCR with regions",
         _I.NONE,
         _O.QUADS,
         "Reads each line of text and gives its quadrilateral (8 <loc_N> tokens: 4 corners).",
+        free_text_labels=True,
+        reads_text=True,
     ),
 )
 
@@ -186,3 +233,12 @@ def get_task(token_or_name: str) -> Task:
         if task.name.lower() == key.lower():
             return task
     raise ValueError(f"Unknown Florence-2 task {token_or_name!r}. Valid tasks: {', '.join(TASK_TOKENS)}")
+
+
+# ---- the tasks the product names on purpose ----------------------------------------------------------
+#: the task the page's dropdown and the API's ``task`` field start on
+DEFAULT_TASK: Task = TASKS_BY_TOKEN["<OD>"]
+#: the caption the caption-then-ground cascade writes when the chosen task is not a caption (:attr:`Task.is_caption`)
+CAPTION_TASK: Task = TASKS_BY_TOKEN["<CAPTION>"]
+#: the task that finds every phrase of a caption: the cascade's second step
+GROUNDING_TASK: Task = TASKS_BY_TOKEN["<CAPTION_TO_PHRASE_GROUNDING>"]

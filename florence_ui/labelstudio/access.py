@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from florence_ui.labelstudio.errors import LabelStudioError
+from florence_ui.errors import AccessRefused, LabelStudioErrorKind
 
 DEFAULT_URL = "http://localhost:8080"  # the SDK's and the CLI's default (labelstudio_client.DEFAULT_URL)
 LOCKED_ENV = "FLORENCE_UI_LS_LOCKED"
@@ -55,13 +55,6 @@ _ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 Resolver = Callable[..., Iterable[tuple]]  # socket.getaddrinfo's shape
-
-
-class AccessRefused(LabelStudioError):
-    """The URL / key combination is not allowed; nothing was sent. The message says why and what to change."""
-
-    def __init__(self, message: str, kind: str = "refused") -> None:
-        super().__init__(message, kind=kind)
 
 
 @dataclass(frozen=True, order=True)
@@ -189,7 +182,7 @@ def private_refusal(where: Origin) -> AccessRefused:
         f"Label Studio at {where} is on a loopback, private or link-local address, and this app is reachable "
         "from other machines, so a typed URL may only reach public addresses. To use that server, the operator "
         f"sets it as LABEL_STUDIO_URL, or allows private addresses with {ALLOW_PRIVATE_ENV}=1.",
-        kind="private",
+        kind=LabelStudioErrorKind.PRIVATE,
     )
 
 
@@ -200,7 +193,7 @@ def public_addresses(host: str, port: int, resolve: Resolver = socket.getaddrinf
         infos = list(resolve(host, port, type=socket.SOCK_STREAM))
     except (socket.gaierror, UnicodeError, OSError):
         raise AccessRefused(f"Cannot find the Label Studio host {host!r} (name resolution failed): is the URL "
-                            "right?", kind="unreachable") from None  # fmt: skip
+                            "right?", kind=LabelStudioErrorKind.UNREACHABLE) from None  # fmt: skip
     addresses = [str(info[4][0]) for info in infos]
     if not addresses or not all(is_public_address(a) for a in addresses):
         raise private_refusal(where or Origin("http", host, port))
@@ -256,7 +249,8 @@ def _decide(typed_url: str | None, typed_key: str | None, stored: StoredKey | No
     typed, env_key = (typed_key or "").strip(), (env_key or "").strip()
     if is_locked and not ours:
         raise AccessRefused(f"This app only talks to its configured Label Studio ({LOCKED_ENV} is on): leave the "
-                            f"URL box empty. The operator can unlock it with {LOCKED_ENV}=0.", kind="locked")  # fmt: skip
+                            f"URL box empty. The operator can unlock it with {LOCKED_ENV}=0.",
+                            kind=LabelStudioErrorKind.LOCKED)  # fmt: skip
     if is_locked:
         url = configured
     if ours:
@@ -276,7 +270,7 @@ def _decide(typed_url: str | None, typed_key: str | None, stored: StoredKey | No
                  if stored is not None and stored.value else "")  # fmt: skip
         raise AccessRefused(f"Label Studio at {where} needs its own API key: the server's key is only sent to "
                             f"LABEL_STUDIO_URL. Type your API key for {where} into the key box.{again}",
-                            kind="needs_key")  # fmt: skip
+                            kind=LabelStudioErrorKind.NEEDS_KEY)  # fmt: skip
     public_only = exposure.public and not private_ok
     if public_only:
         public_addresses(where.host, where.port, resolve, where)
@@ -320,5 +314,6 @@ def guarded_transport() -> httpx.HTTPTransport:
             return super().connect_tcp(address, port, timeout, local_address, socket_options)
 
     transport = httpx.HTTPTransport()
-    transport._pool._network_backend = PublicOnlyBackend()
+    # noqa reason: httpx has no public hook for the connect step; the test_the_client_rechecks_* test guards it
+    transport._pool._network_backend = PublicOnlyBackend()  # noqa: SLF001
     return transport

@@ -53,7 +53,7 @@ from florence_ui.labelstudio.convert import (
     task_data,
     to_prediction,
 )
-from florence_ui.labelstudio.errors import LabelStudioError, calls
+from florence_ui.labelstudio.errors import LabelStudioError, LabelStudioErrorKind, calls
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class LSSettings:
 
         if not (self.api_key or "").strip():
             raise LabelStudioError("No Label Studio API key: paste one from Account & Settings in Label Studio "
-                                   "(or set LABEL_STUDIO_API_KEY).", kind="auth")  # fmt: skip
+                                   "(or set LABEL_STUDIO_API_KEY).", kind=LabelStudioErrorKind.AUTH)  # fmt: skip
         if not self.base_url.startswith(("http://", "https://")):
             raise LabelStudioError(self.redact(f"The Label Studio URL must start with http:// or https:// "
                                               f"(got {self.base_url!r})."))  # fmt: skip
@@ -132,7 +132,8 @@ class LSSettings:
                 raise LabelStudioError(f"Label Studio at {base} answered with a redirect ({response.status_code}); "
                                        "redirects are not followed, so the API key stays with this server. Use the "
                                        "address it redirects to (often https://, or a trailing path) as the URL "
-                                       "(or LABEL_STUDIO_URL).", kind="request", status=response.status_code)  # fmt: skip
+                                       "(or LABEL_STUDIO_URL).", kind=LabelStudioErrorKind.REQUEST,
+                                       status=response.status_code)  # fmt: skip
 
         from florence_ui.labelstudio.access import guarded_transport
 
@@ -154,8 +155,9 @@ class Connection:
             return client_or_settings
         if isinstance(client_or_settings, LSSettings):
             return cls(client_or_settings.client(), client_or_settings)
-        wrapper = client_or_settings._client_wrapper  # the SDK's own accessors for url and key
-        settings = LSSettings(url=wrapper.get_base_url(), api_key=wrapper._tokens_client._api_key)
+        # the SDK keeps a client's url and key only on its wrapper: quarantined here, for callers passing a client
+        wrapper = client_or_settings._client_wrapper  # noqa: SLF001
+        settings = LSSettings(url=wrapper.get_base_url(), api_key=wrapper._tokens_client._api_key)  # noqa: SLF001 - as above
         return cls(client_or_settings, settings)
 
     @contextmanager
@@ -207,7 +209,7 @@ def project_title(title: str | None) -> str:
 def project_gone(conn: Connection, project_id: int) -> LabelStudioError:
     return LabelStudioError(f"Project {project_id} no longer exists in Label Studio at {conn.settings.base_url} "
                             "(deleted?). Pick another project or create a new one; your accepted regions are kept.",
-                            kind="project_gone", status=404)  # fmt: skip
+                            kind=LabelStudioErrorKind.PROJECT_GONE, status=404)  # fmt: skip
 
 
 def project_schema(client_or_settings: Any, project_id: int) -> tuple[ProjectSchema, str]:
@@ -216,13 +218,13 @@ def project_schema(client_or_settings: Any, project_id: int) -> tuple[ProjectSch
         with conn.calls(f"Read project {project_id}"):
             config = conn.client.projects.get(id=int(project_id)).label_config
     except LabelStudioError as exc:
-        if exc.kind == "not_found":
+        if exc.kind == LabelStudioErrorKind.NOT_FOUND:
             raise project_gone(conn, project_id) from None
         raise
     try:
         return ProjectSchema.from_config(config), config
     except ValueError as exc:
-        raise LabelStudioError(f"Project {project_id}: {exc}", kind="request") from None
+        raise LabelStudioError(f"Project {project_id}: {exc}", kind=LabelStudioErrorKind.REQUEST) from None
 
 
 def check_project(client_or_settings: Any, project_id: int, items: list[LabeledImage],
@@ -275,7 +277,8 @@ class PushReport:
     project_url: str
     images: list[ImagePush] = field(default_factory=list)
     error: str | None = None  # what stopped the push early
-    error_kind: str | None = None  # its LabelStudioError.kind ("project_gone": retrying here cannot work)
+    #: its LabelStudioError.kind (PROJECT_GONE: retrying here cannot work)
+    error_kind: LabelStudioErrorKind | None = None
 
     @property
     def ok(self) -> bool:
@@ -300,8 +303,9 @@ class PushReport:
             lines += [f"  - left out: {why}" for why in i.left_out]
         if self.error:
             pending = sum(1 for i in self.images if i.status != "created" and i.status != "updated")
-            again = ("Push again to retry: images already in Label Studio are updated, not duplicated."
-                     if self.error_kind != "project_gone" else "Push them to another project.")  # fmt: skip
+            gone = self.error_kind == LabelStudioErrorKind.PROJECT_GONE
+            again = ("Push them to another project." if gone
+                     else "Push again to retry: images already in Label Studio are updated, not duplicated.")  # fmt: skip
             lines.append(f"\n**Push stopped:** {self.error}\n\nYour accepted regions are kept; {pending} image(s) "
                          f"not pushed yet. {again}")  # fmt: skip
         return "\n".join(lines)
@@ -380,7 +384,7 @@ def _project_is_gone(conn: Connection, project_id: int) -> bool:
     try:
         project_schema(conn, project_id)
     except LabelStudioError as exc:
-        return exc.kind == "project_gone"
+        return exc.kind == LabelStudioErrorKind.PROJECT_GONE
     return False
 
 
@@ -410,7 +414,7 @@ def upload_image(conn: Connection, project_id: int, item: LabeledImage) -> tuple
     mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
     with conn.calls(f"Upload {name}"):
         # The SDK has no public upload helper; its HTTP client adds auth (and token refresh) and retries.
-        response = conn.client._client_wrapper.httpx_client.request(
+        response = conn.client._client_wrapper.httpx_client.request(  # noqa: SLF001 - see the comment above
             f"api/projects/{int(project_id)}/import", method="POST", params={"commit_to_project": "false"},
             files={"file": (name, item.image_bytes(), mime)}, request_options=CREATE_ONCE)  # fmt: skip
         if response.status_code >= 400:

@@ -28,8 +28,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from florence_ui.core.labels import ImageText, LabeledImage, Region
+from florence_ui.core.labels import ImageText, LabeledImage, Region, RegionKind
 from florence_ui.core.tasks import get_task
+from florence_ui.errors import MissingInProject
 
 #: task data field holding the image (the ``$image`` of the generated config)
 DATA_KEY = "image"
@@ -47,14 +48,6 @@ _LABEL_TAGS = {BOXES: "RectangleLabels", POLYGONS: "PolygonLabels"}
 _RESULT_TYPES = {BOXES: "rectanglelabels", POLYGONS: "polygonlabels"}
 
 
-class MissingInProject(ValueError):
-    """The project cannot hold some regions as they are: the user must choose (add, map or leave out)."""
-
-    def __init__(self, check: LabelCheck) -> None:
-        super().__init__(check.describe())
-        self.check = check
-
-
 # ---- what our labels need -----------------------------------------------------------
 #: characters XML 1.0 cannot hold at all (C0 controls but tab / newline / return, lone surrogates, U+FFFE/F)
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -70,18 +63,18 @@ def label_of(region: Region) -> str:
     of whitespace therefore become one space, and characters XML forbids go.
     """
     if region.is_text:
-        return TEXT_LABEL if "OCR" in region.source_task else DESCRIPTION_LABEL
+        return TEXT_LABEL if get_task(region.source_task).reads_text else DESCRIPTION_LABEL
     return " ".join(_NOT_XML.sub("", region.label).split()) or UNNAMED_LABEL
 
 
 def shape_of(region: Region) -> str:
     """``polygons`` for segmentation and OCR quads, else ``boxes``."""
-    return POLYGONS if region.polygons or (region.kind == "quad" and region.quad) else BOXES
+    return POLYGONS if region.polygons or (region.kind is RegionKind.QUAD and region.quad) else BOXES
 
 
 def text_kind(text: ImageText) -> str:
     """Image-level texts go to the ``ocr`` or the ``caption`` TextArea."""
-    return OCR if "OCR" in get_task(text.task).token else CAPTION
+    return OCR if get_task(text.task).reads_text else CAPTION
 
 
 def kept_regions(item: LabeledImage, min_confidence: float | None = None) -> list[Region]:

@@ -1,8 +1,11 @@
-"""Label Studio failures as one exception with a message a person can act on, and never the API key.
+"""Every way a Label Studio call can fail, mapped to one :class:`LabelStudioError` a person can act on.
 
-Split out of :mod:`florence_ui.labelstudio.client` (which re-exports both
-names) so every way a call can fail (network, timeout, HTTP status, an answer
-that is not Label Studio's) is mapped in one place that tests can read whole.
+The exception itself (and its :class:`LabelStudioErrorKind`) lives in the one
+tree of :mod:`florence_ui.errors`; this module is the Label Studio-specific
+part: :func:`calls` turns network, timeout, HTTP status and not-Label-Studio
+answers into that error, with a message that never holds the API key, in one
+place that tests can read whole. :mod:`florence_ui.labelstudio.client`
+re-exports both names.
 """
 
 from __future__ import annotations
@@ -12,19 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-
-class LabelStudioError(RuntimeError):
-    """A Label Studio call failed; the message is safe to show (no API key, no headers)."""
-
-    def __init__(self, message: str, kind: str = "request", status: int | None = None) -> None:
-        super().__init__(message)
-        self.kind = kind  # unreachable | timeout | auth | server | request | not_found | project_gone
-        self.status = status
-
-    @property
-    def fatal(self) -> bool:
-        """No point trying the next image: the server is away, refuses us, or the project is gone."""
-        return self.kind in ("unreachable", "timeout", "auth", "project_gone")
+from florence_ui.errors import LabelStudioError, LabelStudioErrorKind
+from florence_ui.errors import LabelStudioErrorKind as Kind
 
 
 @contextmanager
@@ -50,26 +42,27 @@ def calls(settings: Any, what: str) -> Iterator[None]:
         if status in (401, 403):
             msg = (f"Label Studio at {where} refused the API key ({status}: {detail or 'unauthorized'}). Use a "
                    "personal access token, or a legacy token where the organization allows legacy tokens.")  # fmt: skip
-            kind = "auth"
+            kind = Kind.AUTH
         elif status == 404:
-            msg, kind = f"{what}: not found on Label Studio at {where} ({detail or 'deleted?'}).", "not_found"
+            msg, kind = f"{what}: not found on Label Studio at {where} ({detail or 'deleted?'}).", Kind.NOT_FOUND
         elif status is not None and status >= 500:
-            msg, kind = f"{what}: Label Studio at {where} failed with a server error ({status}). Try again.", "server"
+            msg = f"{what}: Label Studio at {where} failed with a server error ({status}). Try again."
+            kind = Kind.SERVER
         else:
-            msg, kind = f"{what}: Label Studio rejected the request ({status}): {detail}", "request"
+            msg, kind = f"{what}: Label Studio rejected the request ({status}): {detail}", Kind.REQUEST
         raise LabelStudioError(settings.redact(msg), kind=kind, status=status) from None
     except httpx.TimeoutException:
         raise LabelStudioError(f"{what}: Label Studio at {where} did not answer within {settings.timeout:g}s.",
-                               kind="timeout") from None  # fmt: skip
+                               kind=Kind.TIMEOUT) from None  # fmt: skip
     except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.NetworkError):
         raise LabelStudioError(f"{what}: cannot reach Label Studio at {where}. Is it running, and is the URL right?",
-                               kind="unreachable") from None  # fmt: skip
+                               kind=Kind.UNREACHABLE) from None  # fmt: skip
     except httpx.HTTPError as exc:
         raise LabelStudioError(settings.redact(f"{what}: {type(exc).__name__} talking to {where}."),
-                               kind="unreachable") from None  # fmt: skip
+                               kind=Kind.UNREACHABLE) from None  # fmt: skip
     except ValueError as exc:  # an answer the SDK could not read (JSON / schema): not a Label Studio we know
         raise LabelStudioError(f"{what}: unexpected answer from {where} ({type(exc).__name__}); is it Label Studio?",
-                               kind="request") from None  # fmt: skip
+                               kind=Kind.REQUEST) from None  # fmt: skip
 
 
 def _detail(body: Any) -> str:
@@ -83,3 +76,6 @@ def _detail(body: Any) -> str:
         if text.startswith("<"):
             text = "an HTML page, not Label Studio's API: is the URL right?"
     return text[:500]
+
+
+__all__ = ["LabelStudioError", "LabelStudioErrorKind", "calls"]

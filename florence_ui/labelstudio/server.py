@@ -50,6 +50,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from florence_ui.errors import LabelStudioServerError
+
 HOST = "127.0.0.1"
 DEFAULT_VENV = Path.home() / ".cache" / "florence-ui-ls-venv"
 CREDENTIALS_FILE = "florence-ui-credentials.json"
@@ -57,10 +59,6 @@ RECORD_FILE = "florence-ui-server.json"  # the running server this data dir belo
 LOCK_FILE = "florence-ui-server.lock"  # held while one app looks for / starts the server
 DEFAULT_EMBEDDED_PORT = 8080
 _STARTED_RE = re.compile(r"Starting development server at (http://[\w.\-]+:\d+)/")
-
-
-class LabelStudioServerError(RuntimeError):
-    """The local Label Studio could not be found, started or reached."""
 
 
 def ls_venv(venv: str | os.PathLike | None = None) -> Path:
@@ -170,7 +168,7 @@ _PDEATHSIG_EXEC = (
 )
 
 
-def _pid_start_time(pid: int) -> str | None:
+def pid_start_time(pid: int) -> str | None:
     """The process's start time in clock ticks (``/proc/PID/stat`` field 22), to tell a reused pid apart."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
@@ -191,7 +189,7 @@ def pid_alive(pid: int, start_time: str | None = None) -> bool:
             return False
     except (OSError, IndexError):
         pass  # no /proc (not Linux): kill(0) is all we know
-    return start_time is None or _pid_start_time(pid) in (start_time, None)
+    return start_time is None or pid_start_time(pid) in (start_time, None)
 
 
 def _command(binary: Path, args: list[str], die_with_parent: bool) -> list[str]:
@@ -234,17 +232,26 @@ def _stop_process(proc: subprocess.Popen, timeout: float = 20) -> None:
         _remove_record(record, proc.pid)
 
 
-def stop_started(final: bool = True) -> None:
+def started_pids() -> frozenset[int]:
+    """The pids of the Label Studio children this process has started and not stopped yet."""
+    with _started_lock:
+        return frozenset(_started)
+
+
+def stop_started(final: bool = True, keep: frozenset[int] = frozenset()) -> None:
     """Stop every Label Studio this process started (the ``atexit`` hook; ``serve`` also calls it).
 
     ``final`` marks the process as going away, so a server still being started
     by another thread is refused (or, if already forked, stopped here).
+    ``keep``: children that were already running before the caller began (``serve``
+    called in a process that has servers of its own: a test session, a notebook)
+    are the caller's neighbours', not its own, and stay up.
     Servers this process only reuses are not touched: they are not its own.
     """
     if final:
         _closing.set()
     with _started_lock:
-        procs = list(_started.values())
+        procs = [proc for pid, proc in _started.items() if pid not in keep]
     for proc in procs:
         _stop_process(proc)
 
@@ -456,7 +463,7 @@ def embedded_port() -> int:
     return int(raw)
 
 
-def _load_or_create_credentials(data_dir: Path) -> dict[str, str]:
+def load_or_create_credentials(data_dir: Path) -> dict[str, str]:
     path = data_dir / CREDENTIALS_FILE
     if path.exists():
         return json.loads(path.read_text())
@@ -492,7 +499,7 @@ def _write_record(server: LocalLabelStudio) -> None:
     """Note the running server beside its database (process bookkeeping, replaced atomically, 0600)."""
     assert server.process is not None
     path = server.data_dir / RECORD_FILE
-    record = {"pid": server.process.pid, "start_time": _pid_start_time(server.process.pid), "url": server.url,
+    record = {"pid": server.process.pid, "start_time": pid_start_time(server.process.pid), "url": server.url,
               "port": server.port, "owner_pid": os.getpid(), "started_at": time.time()}  # fmt: skip
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -519,7 +526,7 @@ def _remove_record(path: Path, pid: int) -> None:
             path.unlink()
 
 
-def _recorded_server(data_dir: Path, creds: dict[str, str]) -> LocalLabelStudio | None:
+def recorded_server(data_dir: Path, creds: dict[str, str]) -> LocalLabelStudio | None:
     """The server the record names, if that process still runs and answers ``whoami`` with our token.
 
     A stale record (dead pid, a pid now used by another process, a server that
@@ -555,8 +562,8 @@ def start_embedded(data_dir: str | os.PathLike | None = None, port: int | None =
     """
     data_dir = Path(data_dir or embedded_data_dir()).resolve()
     with _data_dir_lock(data_dir):
-        creds = _load_or_create_credentials(data_dir)
-        server = _recorded_server(data_dir, creds)
+        creds = load_or_create_credentials(data_dir)
+        server = recorded_server(data_dir, creds)
         if server is None:
             server = start(data_dir, port=port or embedded_port(), timeout=timeout, die_with_parent=die_with_parent,
                            **creds)  # fmt: skip
@@ -571,6 +578,11 @@ def labelstudio_configured() -> bool:
 
 #: the process's embedded server, shared like the loaded model: one per process, set by its supervisor thread
 _embedded: dict[str, object] = {}
+
+
+def forget_embedded() -> None:
+    """Forget the process's embedded server (its state line goes back to "none asked for"); it is not stopped."""
+    _embedded.clear()
 
 
 def embedded_status() -> str | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from florence_ui.model.loading import ModelLoadError, _explain, resolve_model_id
+from florence_ui.model.loading import ModelLoadError, explain_load_error, resolve_model_id
 
 #: weights in formats transformers' PyTorch classes never read
 IGNORE_PATTERNS = ["*.msgpack", "*.h5", "*.ot", "*.onnx", "*.onnx_data", "onnx/*", "flax_model*", "tf_model*"]
@@ -37,7 +37,7 @@ def explain_download(model_id: str, revision: str | None, exc: BaseException) ->
         )
     gated = hf_errors.GatedRepoError | hf_errors.RepositoryNotFoundError | hf_errors.RevisionNotFoundError
     if isinstance(exc, gated) or (isinstance(exc, OSError) and getattr(exc, "errno", None) == 28):
-        return _explain(model_id, revision, exc).replace("Could not load", "Could not download", 1)
+        return explain_load_error(model_id, revision, exc).replace("Could not load", "Could not download", 1)
     text = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
     if isinstance(exc, hf_errors.LocalEntryNotFoundError) or any(
         word in text.lower() for word in ("connect", "resolve", "timed out", "timeout", "name or service")

@@ -6,6 +6,14 @@ encoder's cost, and an interactive user asks many questions of one image, so a
 second prompt on the same image feeds the cached features to ``generate``
 through ``mm_encoder_outputs`` and skips it. All N boxes of a region task run as
 one batched ``generate`` sharing those features.
+
+Every caller goes through the same public pipeline: :meth:`FlorenceEngine.prepare`
+validates one request (an :class:`InputError` for that request only),
+:meth:`~FlorenceEngine.image_features` computes features for several images in
+one vision call, and :meth:`~FlorenceEngine.generate` runs all rows of all
+prepared requests in one ``generate`` and finishes each result once (token
+counts, probabilities, timings, truncation, the time limit). :meth:`run` is the
+one-request case; the batch runner and tiling use the same doors.
 """
 
 from __future__ import annotations
@@ -17,8 +25,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import supervision as sv
@@ -28,18 +35,37 @@ from florence_ui.core import limits
 from florence_ui.core.geometry import BoxError, loc_tokens, validate_box
 from florence_ui.core.result import FlorenceResult
 from florence_ui.core.tasks import TASK_TOKENS, OutputKind, Task, get_task
+from florence_ui.errors import InputError
+from florence_ui.model.generation import (
+    MAX_NEW_TOKENS_LIMIT,
+    Generation,
+    GenerationInput,
+    GenerationOutput,
+    GenerationSettings,
+    PreparedRequest,
+    TransformersGeneration,
+    rows_of,
+)
 from florence_ui.model.loading import LoadedModel, load_model, load_processor
 from florence_ui.model.parsing import ClassRegistry, merge_rows_per_box, parse_one, text_input_box
 from florence_ui.model.scoring import SPECIAL_PIECES
+from florence_ui.model.tiling import run_tiled
 
-#: the decoder's position limit: Florence-2 cannot answer with more tokens
-MAX_NEW_TOKENS_LIMIT = 1024
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "MAX_NEW_TOKENS_LIMIT",
+    "FlorenceEngine",
+    "GenerationSettings",
+    "ImageFeatures",
+    "InputError",
+    "PreparedRequest",
+    "image_key",
+]
+
 #: anything shaped like a token: ``<loc_5>``, ``<OD>``, ``</s>``, ``<poly>`` (checked against the real vocabulary)
 _TOKEN_LIKE = re.compile(r"</?[^<>\s]{1,64}>")
-
-
-class InputError(ValueError):
-    """The request cannot be run as given (missing text, no boxes, bad image)."""
 
 
 def _answers(generated_text: Any, spec: Task) -> list[str]:
@@ -69,21 +95,6 @@ def _image_size(image_size: Any) -> tuple[int, int]:
     return width, height
 
 
-@dataclass(frozen=True)
-class GenerationSettings:
-    """Decoding knobs shown in the UI and CLI. Beams=3 is what Florence-2's authors use."""
-
-    max_new_tokens: int = MAX_NEW_TOKENS_LIMIT
-    num_beams: int = 3
-
-    def checked(self) -> GenerationSettings:
-        if not 1 <= int(self.max_new_tokens) <= MAX_NEW_TOKENS_LIMIT:
-            raise InputError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS_LIMIT} (the decoder's limit)")
-        if not 1 <= int(self.num_beams) <= 8:
-            raise InputError("num_beams must be between 1 (greedy) and 8")
-        return GenerationSettings(int(self.max_new_tokens), int(self.num_beams))
-
-
 def image_key(image: Image.Image) -> str:
     """Content hash of an image: same pixels → same cached features."""
     digest = hashlib.blake2b(digest_size=16)
@@ -92,19 +103,43 @@ def image_key(image: Image.Image) -> str:
     return digest.hexdigest()
 
 
-class FlorenceEngine:
-    """Florence-2 through transformers' native classes, one result type for every task."""
+class ImageFeatures(NamedTuple):
+    """One image's projected features ``(1, tokens, dim)`` and whether they came from the cache."""
 
-    def __init__(self, loaded: LoadedModel, *, cache_size: int = 8) -> None:
+    features: torch.Tensor
+    cached: bool
+
+
+class _Decoded(NamedTuple):
+    """One request's rows of a generate call, decoded."""
+
+    texts: list[str]
+    pieces: list[list[tuple[str, float]]]
+    ids: list[list[int]]
+    lengths: list[int]
+    truncated: bool
+
+
+class FlorenceEngine:
+    """Florence-2 through transformers' native classes, one result type for every task.
+
+    ``generation`` is the stage that turns model-ready rows into tokens
+    (default: transformers' ``model.generate``); a test double replaces that one
+    stage, never :meth:`run`.
+    """
+
+    def __init__(self, loaded: LoadedModel, *, cache_size: int = 8, generation: Generation | None = None) -> None:
         self.model = loaded.model
         self.processor = loaded.processor
         self.model_id = loaded.model_id
         self.revision = loaded.revision
         self.device = loaded.device
         self.dtype = loaded.dtype  # None for a parse-only engine
+        self.int8 = loaded.int8
+        self.generation: Generation = generation or TransformersGeneration()
         self.classes = ClassRegistry()
         self.cache_size = cache_size
-        self._cache: OrderedDict[str, Any] = OrderedDict()
+        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._model_lock = threading.Lock()
         tok = self.processor.tokenizer
@@ -121,9 +156,11 @@ class FlorenceEngine:
         device: str | None = "auto",
         dtype: str | None = "auto",
         cache_size: int = 8,
+        generation: Generation | None = None,
     ) -> FlorenceEngine:
         """Load an alias (base, large, base-ft, large-ft), a hub id or a local directory."""
-        return cls(load_model(model, revision=revision, device=device, dtype=dtype), cache_size=cache_size)
+        loaded = load_model(model, revision=revision, device=device, dtype=dtype)
+        return cls(loaded, cache_size=cache_size, generation=generation)
 
     @classmethod
     def parser_only(cls, model: str = "base", *, revision: str | None = None) -> FlorenceEngine:
@@ -141,7 +178,7 @@ class FlorenceEngine:
     # ---- description -------------------------------------------------------------
     @property
     def dtype_name(self) -> str:
-        if self.model is not None and getattr(self.model, "florence_ui_int8", False):
+        if self.model is not None and self.int8:
             return "int8 (dynamic, fp32 activations)"
         return str(self.dtype).replace("torch.", "") if self.dtype is not None else "none"
 
@@ -215,11 +252,11 @@ class FlorenceEngine:
             notes.append(f"Removed model tokens from the text ({shown}): they cannot be typed into a prompt.")
         return text
 
-    def model_prompts(self, prompts: list[str]) -> list[str]:
+    def model_prompts(self, prompts: Sequence[str]) -> list[str]:
         """Task-token prompts → the sentences the model actually reads."""
-        return self.processor._construct_prompts(prompts)
+        return self.processor._construct_prompts(list(prompts))  # noqa: SLF001 - transformers has no public form
 
-    def text_inputs(self, prompts: list[str]) -> dict[str, Any]:
+    def text_inputs(self, prompts: Sequence[str]) -> dict[str, Any]:
         """Tokenise prompts the way the processor does, without re-processing the image.
 
         Matches ``processor(text=prompt, images=image)["input_ids"]`` exactly (a
@@ -246,37 +283,118 @@ class FlorenceEngine:
         config = getattr(self.model.config, "text_config", self.model.config)
         return int(getattr(config, "max_position_embeddings", 0)) or None
 
-    # ---- image features ------------------------------------------------------------
-    def pixel_values(self, image: Image.Image) -> Any:
+    # ---- the pipeline: prepare → image features → generate → finish -------------------
+    def settings_for(
+        self, settings: GenerationSettings | None, max_new_tokens: int | None = None, num_beams: int | None = None
+    ) -> GenerationSettings:
+        """``settings`` with the per-call overrides applied, checked (InputError when out of range)."""
+        settings = settings or GenerationSettings()
+        return GenerationSettings(
+            max_new_tokens if max_new_tokens is not None else settings.max_new_tokens,
+            num_beams if num_beams is not None else settings.num_beams,
+        ).checked()
+
+    def prepare(
+        self,
+        image: Image.Image,
+        task: str,
+        text: str | None = None,
+        boxes: Sequence[Sequence[float]] | None = None,
+        *,
+        settings: GenerationSettings | None = None,
+        max_new_tokens: int | None = None,
+        num_beams: int | None = None,
+        features: torch.Tensor | None = None,
+    ) -> PreparedRequest:
+        """Validate one request and build its prompts; an :class:`InputError` concerns this request only.
+
+        Everything a request can get wrong is found here (unknown task, missing
+        text or boxes, bad boxes, settings out of range, a prompt longer than the
+        encoder reads), so :meth:`generate` on prepared requests fails only for
+        model reasons. ``features``: this image's projected features, already
+        computed (the batch runner shares one vision call across tasks).
+        """
+        spec = get_task(task)
+        self._require_model()
+        if not isinstance(image, Image.Image):
+            raise InputError("The image must be a PIL image.")
+        settings = self.settings_for(settings, max_new_tokens, num_beams)
+        image = image.convert("RGB") if image.mode != "RGB" else image
+        prompts, fixed, notes = self.task_prompts(spec, text, boxes, image.size)
+        self.text_inputs(prompts)  # the encoder-length check, for this request alone
+        return PreparedRequest(
+            spec=spec,
+            image=image,
+            text=text,
+            prompts=tuple(prompts),
+            boxes=tuple(tuple(b) for b in fixed) if fixed is not None else None,
+            notes=tuple(notes),
+            settings=settings,
+            features=features,
+        )
+
+    def pixel_values(self, image: Image.Image | Sequence[Image.Image]) -> torch.Tensor:
         values = self.processor.image_processor(images=image, return_tensors="pt")["pixel_values"]
         return values.to(self.device, self.dtype)
 
-    def image_features(self, image: Image.Image, *, use_cache: bool = True) -> tuple[Any, bool]:
-        """Projected image features ``(1, tokens, dim)`` and whether they came from the cache."""
+    def image_features(self, images: Sequence[Image.Image], *, use_cache: bool = True) -> list[ImageFeatures]:
+        """Projected features ``(1, tokens, dim)`` for each image, the misses in one vision-tower call.
+
+        With ``use_cache`` a hit skips the vision tower and a miss is remembered
+        (LRU, ``cache_size`` images); the model lock is held only for the call.
+        """
         import torch
 
         self._require_model()
-        key = f"{self.model_id}:{image_key(image)}"
+        keys = [f"{self.model_id}:{image_key(image)}" for image in images]
+        found: dict[str, ImageFeatures] = {}
         if use_cache:
             with self._cache_lock:
-                if key in self._cache:
-                    self._cache.move_to_end(key)
-                    return self._cache[key], True
-        pixels = self.pixel_values(image)
-        with self._model_lock, torch.inference_mode():
-            features = self.model.get_image_features(pixel_values=pixels).pooler_output
-        if use_cache and self.cache_size > 0:
-            with self._cache_lock:
-                self._cache[key] = features
-                while len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
-        return features, False
+                for key in keys:
+                    if key in self._cache:
+                        self._cache.move_to_end(key)
+                        found[key] = ImageFeatures(self._cache[key], True)
+        todo = {key: image for key, image in zip(keys, images, strict=True) if key not in found}
+        if todo:
+            pixels = self.pixel_values(list(todo.values()))
+            with self._model_lock, torch.inference_mode():
+                stacked = self.model.get_image_features(pixel_values=pixels).pooler_output
+            fresh = {key: stacked[i : i + 1] for i, key in enumerate(todo)}
+            found |= {key: ImageFeatures(value, False) for key, value in fresh.items()}
+            if use_cache and self.cache_size > 0:
+                with self._cache_lock:
+                    for key, value in fresh.items():
+                        self._cache[key] = value
+                    while len(self._cache) > self.cache_size:
+                        self._cache.popitem(last=False)
+        return [found[key] for key in keys]
 
     def clear_cache(self) -> None:
         with self._cache_lock:
             self._cache.clear()
 
-    # ---- running -------------------------------------------------------------------
+    def generate(
+        self, requests: Sequence[PreparedRequest], *, use_cache: bool = True, time_limit: float | None = None
+    ) -> list[FlorenceResult]:
+        """Answer prepared requests: all their rows in one ``generate``, each result finished once.
+
+        Requests with different settings go in one call per settings (decoding
+        knobs are per call), in the order given; results come back in that order.
+        ``time_limit`` (seconds) caps each call below the operator's
+        ``FLORENCE_UI_REQUEST_TIMEOUT``: a host with its own hard deadline (a
+        ZeroGPU slot) passes it, so a long answer ends as "stopped at the time
+        limit" instead of being killed by the platform.
+        """
+        self._require_model()
+        groups: dict[GenerationSettings, list[int]] = {}
+        for i, request in enumerate(requests):
+            groups.setdefault(request.settings, []).append(i)
+        results: dict[int, FlorenceResult] = {}
+        for settings, indices in groups.items():
+            group = [requests[i] for i in indices]
+            results |= dict(zip(indices, self._generate(group, settings, use_cache, time_limit), strict=True))
+        return [results[i] for i in range(len(requests))]
+
     def run(
         self,
         image: Image.Image,
@@ -292,54 +410,25 @@ class FlorenceEngine:
         time_limit: float | None = None,
         **tile_options: Any,
     ) -> FlorenceResult:
-        """Ask Florence-2 one task about one image (N boxes → one batched call).
+        """Ask Florence-2 one task about one image (N boxes → one batched call): prepare + generate.
 
-        ``time_limit`` (seconds) caps the generation below the operator's
-        ``FLORENCE_UI_REQUEST_TIMEOUT``; a host with its own hard deadline (a
-        ZeroGPU slot) passes it, so a long answer ends as "cut off at the time
-        limit" instead of being killed by the platform.
+        ``time_limit``: see :meth:`generate`. ``tile``: the dense-scene mode of
+        :func:`florence_ui.model.tiling.run_tiled` (detection tasks only).
         """
-        spec = get_task(task)
-        self._require_model()
-        if not isinstance(image, Image.Image):
-            raise InputError("The image must be a PIL image.")
-        settings = settings or GenerationSettings()
-        settings = GenerationSettings(
-            max_new_tokens if max_new_tokens is not None else settings.max_new_tokens,
-            num_beams if num_beams is not None else settings.num_beams,
-        ).checked()
-        image = image.convert("RGB") if image.mode != "RGB" else image
-        if tile:
-            from florence_ui.model.tiling import run_tiled
-
-            return run_tiled(self, image, spec.token, text, settings=settings, **tile_options)
         started = time.perf_counter()
-        size = image.size
-        prompts, fixed_boxes, notes = self.task_prompts(spec, text, boxes, size)
-        timeout, limit_name = limits.current().request_timeout_s, "FLORENCE_UI_REQUEST_TIMEOUT"
-        if time_limit is not None and float(time_limit) < timeout:
-            timeout, limit_name = max(1.0, float(time_limit)), "the host's slot, e.g. a ZeroGPU call"
-        generated, timings, cached, prompt_tokens = self._generate(image, prompts, settings, use_cache, timeout)
-        texts, pieces, ids, lengths, truncated = generated
-        result = self._assemble(spec, texts, pieces, size, text, fixed_boxes)
-        result.prompts, result.model_prompts = prompts, self.model_prompts(prompts)
-        result.prompt_tokens, result.generated_tokens = prompt_tokens, lengths
-        result.truncated, result.cached_features, result.notes = truncated, cached, notes
-        result.output_tokens = [
-            [(int(i), str(t), None if math.isnan(p) else round(p, 6)) for i, (t, p) in zip(row_ids, row, strict=True)]
-            for row_ids, row in zip(ids, pieces, strict=True)
-        ]
-        timings["total_s"] = time.perf_counter() - started
-        result.timings = timings
-        if timings["generate_s"] >= timeout and not truncated:
-            result.truncated = truncated = True
-            result.notes.append(
-                f"The answer was stopped at the {timeout:g} s time limit ({limit_name}): some regions may be missing."
-            )
-        elif truncated:
-            result.notes.append(
-                f"The answer was cut off at max_new_tokens={settings.max_new_tokens}: some regions may be missing."
-            )
+        if tile:
+            spec = get_task(task)
+            self._require_model()
+            if not isinstance(image, Image.Image):
+                raise InputError("The image must be a PIL image.")
+            settings = self.settings_for(settings, max_new_tokens, num_beams)
+            image = image.convert("RGB") if image.mode != "RGB" else image
+            return run_tiled(self, image, spec.token, text, settings=settings, time_limit=time_limit, **tile_options)
+        request = self.prepare(
+            image, task, text, boxes, settings=settings, max_new_tokens=max_new_tokens, num_beams=num_beams
+        )
+        [result] = self.generate([request], use_cache=use_cache, time_limit=time_limit)
+        result.timings["total_s"] = time.perf_counter() - started  # preparing included
         return result
 
     def parse(
@@ -374,67 +463,70 @@ class FlorenceEngine:
         return result
 
     # ---- internals -----------------------------------------------------------------
-    def _generate(
-        self, image: Image.Image, prompts: list[str], settings: GenerationSettings, use_cache: bool, max_time: float
-    ):
-        import torch
-        from transformers.modeling_outputs import BaseModelOutputWithPooling
+    def _time_limit(self, time_limit: float | None) -> tuple[float, str]:
+        """The seconds one generate may run, and the name of the limit the user can change."""
+        timeout, limit_name = limits.current().request_timeout_s, "FLORENCE_UI_REQUEST_TIMEOUT"
+        if time_limit is not None and float(time_limit) < timeout:
+            timeout, limit_name = max(1.0, float(time_limit)), "the host's slot, e.g. a ZeroGPU call"
+        return timeout, limit_name
 
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
+    def _generate(
+        self,
+        requests: list[PreparedRequest],
+        settings: GenerationSettings,
+        use_cache: bool,
+        time_limit: float | None,
+    ) -> list[FlorenceResult]:
+        """One generate call for ``requests`` (equal settings), then each result finished."""
+        import torch
+
+        started = time.perf_counter()
+        timeout, limit_name = self._time_limit(time_limit)
+        prompts = [p for request in requests for p in request.prompts]
         enc = self.text_inputs(prompts).to(self.device)
         prompt_tokens = [int(v) for v in enc["attention_mask"].sum(dim=1).tolist()]
-        n = len(prompts)
-        kwargs: dict[str, Any] = {}
-        cached = False
-        if use_cache:
-            features, cached = self.image_features(image)
-            kwargs["mm_encoder_outputs"] = {
-                "image": BaseModelOutputWithPooling(pooler_output=features.expand(n, -1, -1))
-            }
-        else:
-            kwargs["pixel_values"] = self.pixel_values(image).expand(n, -1, -1, -1)
-        timings["vision_s"] = time.perf_counter() - t0
+        needed = [request.image for request in requests if request.features is None]
+        computed = iter(self.image_features(needed, use_cache=use_cache)) if needed else iter(())
+        per_request = [
+            ImageFeatures(request.features, False) if request.features is not None else next(computed)
+            for request in requests
+        ]
+        rows = torch.cat(
+            [got.features.expand(request.rows, -1, -1) for got, request in zip(per_request, requests, strict=True)]
+        )
+        vision_s = time.perf_counter() - started
+        batch = GenerationInput(tuple(requests), enc["input_ids"], enc["attention_mask"], rows, settings, timeout)
         t1 = time.perf_counter()
         with self._model_lock, torch.inference_mode():
-            out = self.model.generate(
-                input_ids=enc["input_ids"],
-                attention_mask=enc["attention_mask"],
-                max_new_tokens=settings.max_new_tokens,
-                num_beams=settings.num_beams,
-                max_time=max_time,
-                do_sample=False,
-                output_scores=True,
-                return_dict_in_generate=True,
-                **kwargs,
-            )
-            beams = settings.num_beams > 1
-            trans = self.model.compute_transition_scores(
-                out.sequences,
-                out.scores,
-                getattr(out, "beam_indices", None) if beams else None,
-                normalize_logits=not beams,
-            )
-        timings["generate_s"] = time.perf_counter() - t1
-        return self._decode(out.sequences, trans, settings.max_new_tokens), timings, cached, prompt_tokens
+            out = self.generation(self.model, batch)
+        generate_s = time.perf_counter() - t1
+        results = []
+        for request, got, span in zip(requests, per_request, rows_of(requests), strict=True):
+            decoded = self._decode(out, span, settings.max_new_tokens)
+            timings = {"vision_s": vision_s, "generate_s": generate_s}
+            result = self._finish(request, decoded, prompt_tokens[span], timings, got.cached, timeout, limit_name)
+            result.timings["total_s"] = time.perf_counter() - started
+            results.append(result)
+        return results
 
-    def _decode(self, sequences, transition_scores, max_new_tokens: int):
+    def _decode(self, out: GenerationOutput, rows: slice, max_new_tokens: int) -> _Decoded:
         """Token ids → texts, (token, probability) pieces, lengths, and whether any answer was cut off.
 
         BART force-emits the end token at the length limit (``forced_eos_token_id``),
         so "cut off" means the answer filled all ``max_new_tokens`` positions, not
-        merely that an end token is missing.
+        merely that an end token is missing (unless the stage says so itself).
         """
         tok = self.processor.tokenizer
+        sequences = out.sequences[rows]
         texts = self.processor.batch_decode(sequences, skip_special_tokens=False)
         eos = tok.eos_token_id
         all_pieces, all_ids, lengths, truncated = [], [], [], False
-        probs = transition_scores.float().exp().cpu().numpy()
+        probs = out.transition_scores[rows].float().exp().cpu().numpy()
         for i, seq in enumerate(sequences.tolist()):
             body = seq[1:]  # position 0 is the decoder start token
             ended = eos in body
             stop = body.index(eos) + 1 if ended else len(body)
-            truncated |= stop >= max_new_tokens
+            truncated |= stop >= max_new_tokens if out.cut_off is None else out.cut_off[rows.start + i]
             ids = body[:stop]
             # an id the tokenizer does not know (mismatched vocab) decodes to None: show it as <unk>
             tokens = [t if t is not None else tok.unk_token for t in tok.convert_ids_to_tokens(ids)]
@@ -444,7 +536,40 @@ class FlorenceEngine:
             all_ids.append(ids)
             lengths.append(sum(1 for t in tokens if t not in SPECIAL_PIECES))
             texts[i] = texts[i].replace(tok.pad_token, "") if tok.pad_token else texts[i]
-        return texts, all_pieces, all_ids, lengths, truncated
+        return _Decoded(texts, all_pieces, all_ids, lengths, truncated)
+
+    def _finish(
+        self,
+        request: PreparedRequest,
+        decoded: _Decoded,
+        prompt_tokens: list[int],
+        timings: dict[str, float],
+        cached: bool,
+        timeout: float,
+        limit_name: str,
+    ) -> FlorenceResult:
+        """The one place a generated answer becomes a complete :class:`FlorenceResult`."""
+        boxes = [list(b) for b in request.boxes] if request.boxes is not None else None
+        result = self._assemble(request.spec, decoded.texts, decoded.pieces, request.size, request.text, boxes)
+        result.prompts, result.model_prompts = list(request.prompts), self.model_prompts(request.prompts)
+        result.prompt_tokens, result.generated_tokens = prompt_tokens, decoded.lengths
+        result.truncated, result.cached_features, result.notes = decoded.truncated, cached, list(request.notes)
+        result.output_tokens = [
+            [(int(i), str(t), None if math.isnan(p) else round(p, 6)) for i, (t, p) in zip(row_ids, row, strict=True)]
+            for row_ids, row in zip(decoded.ids, decoded.pieces, strict=True)
+        ]
+        result.timings = dict(timings)
+        if timings["generate_s"] >= timeout and not decoded.truncated:
+            result.truncated = True
+            result.notes.append(
+                f"The answer was stopped at the {timeout:g} s time limit ({limit_name}): some regions may be missing."
+            )
+        elif decoded.truncated:
+            result.notes.append(
+                f"The answer was cut off at max_new_tokens={request.settings.max_new_tokens}: "
+                "some regions may be missing."
+            )
+        return result
 
     def _assemble(self, spec: Task, texts, pieces, size, text_input, boxes) -> FlorenceResult:
         registry = self.classes

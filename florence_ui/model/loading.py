@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from florence_ui.errors import ModelLoadError
+
 MODEL_ALIASES: dict[str, str] = {
     "base": "florence-community/Florence-2-base",
     "large": "florence-community/Florence-2-large",
@@ -25,10 +27,6 @@ MODEL_ALIASES: dict[str, str] = {
 #: ``int8``: fp32 model with dynamically int8-quantised Linear layers (CPU only, opt-in: it changes answers slightly)
 DTYPES = ("auto", "float32", "float16", "bfloat16", "int8")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-
-
-class ModelLoadError(RuntimeError):
-    """The model could not be loaded; ``str(err)`` is the whole user-facing message."""
 
 
 def resolve_model_id(model: str) -> str:
@@ -130,10 +128,12 @@ class LoadedModel:
     revision: str | None
     device: str
     dtype: Any
+    #: Linear layers dynamically quantised to int8 (``dtype="int8"``): ``dtype`` is then the fp32 of the activations
+    int8: bool = False
 
 
-def _explain(model_id: str, revision: str | None, exc: BaseException) -> str:
-    """Turn whatever from_pretrained raised into cause + fix."""
+def explain_load_error(model_id: str, revision: str | None, exc: BaseException) -> str:
+    """Turn whatever from_pretrained (or a download) raised into cause + fix: the whole user-facing message."""
     from huggingface_hub import errors as hf_errors
 
     text = f"{type(exc).__name__}: {exc}"
@@ -202,19 +202,18 @@ def load_model(
             source, revision=revision, dtype=torch_dtype, attn_implementation="sdpa", **extra
         )
     except Exception as exc:  # every loading failure becomes one clear message
-        raise ModelLoadError(_explain(model_id, revision, exc)) from exc
+        raise ModelLoadError(explain_load_error(model_id, revision, exc)) from exc
     net.to(resolved_device)
     net.eval()
     from florence_ui.model.speed import beam_sharing_applies, quantize_int8, share_beam_work, weight_first_small_gemms
 
     if int8:
-        net = quantize_int8(net)
-        net.florence_ui_int8 = True  # the engine reports "int8", not the fp32 of its activations
+        net = quantize_int8(net)  # LoadedModel.int8: the engine reports "int8", not the fp32 of its activations
     if beam_sharing_applies(resolved_device):
         share_beam_work(net)  # beams share the encoder-side work: same answers, less time (see florence_ui.model.speed)
     if resolved_device == "cpu" and os.environ.get("FLORENCE_UI_GEMM_TUNING", "1") != "0":
         weight_first_small_gemms(net)  # decoding's few-row products, timed once here (~2 s for base)
-    return LoadedModel(net, processor, model_id, revision, resolved_device, torch_dtype)
+    return LoadedModel(net, processor, model_id, revision, resolved_device, torch_dtype, int8=int8)
 
 
 def load_processor(model: str = "base", *, revision: str | None = None) -> LoadedModel:
@@ -227,7 +226,7 @@ def load_processor(model: str = "base", *, revision: str | None = None) -> Loade
     try:
         processor = AutoProcessor.from_pretrained(source, revision=revision, **extra)
     except Exception as exc:  # every loading failure becomes one clear message
-        raise ModelLoadError(_explain(model_id, revision, exc)) from exc
+        raise ModelLoadError(explain_load_error(model_id, revision, exc)) from exc
     if not hasattr(processor, "post_process_generation"):
         raise ModelLoadError(
             f"Could not load Florence-2 model '{model_id}': its processor ({type(processor).__name__}) "

@@ -25,13 +25,12 @@ from typing import Any
 import numpy as np
 import supervision as sv
 
+from florence_ui.core.fields import CLASS_NAME, LOC_BINS, POLYGONS, PROMPT_BOX, SOURCE_TASK
 from florence_ui.core.geometry import LOC_RE, bins_to_xyxy, canonical_locs, parse_loc_bins
 from florence_ui.core.tasks import OutputKind, get_task
 from florence_ui.model.scoring import Instance, align, sequence_bins, sequence_score, text_pieces, walk_instances
 
 Pieces = list[tuple[str, float]]
-CLASS_NAME = sv.config.CLASS_NAME_DATA_FIELD
-QUADS = sv.config.ORIENTED_BOX_COORDINATES
 MIN_POLYGON_POINTS = 3
 
 
@@ -147,21 +146,21 @@ def _finish(
     )
     det.class_id = registry.ids(list(names)) if len(names) else np.array([], dtype=int)
     det.confidence = np.array(scores, dtype=np.float32) if len(scores) else np.array([], dtype=np.float32)
-    det.data["source_task"] = np.array([task] * len(det), dtype=str) if len(det) else np.array([], dtype=str)
-    det.data["loc_bins"] = _object_array([list(b) for b in bins])
+    det.data[SOURCE_TASK] = np.array([task] * len(det), dtype=str) if len(det) else np.array([], dtype=str)
+    det.data[LOC_BINS] = _object_array([list(b) for b in bins])
     return det
 
 
 def _boxes_task(processor, task, text, size, pieces, registry) -> sv.Detections:
     """OD, dense captions, proposals, grounding, open-vocabulary, OCR quads."""
+    spec = get_task(task)
     parsed = _post(processor, task, text, size)
-    group = 8 if task == "<OCR_WITH_REGION>" else 4
-    instances = walk_instances(pieces, group)
+    instances = walk_instances(pieces, spec.loc_group)
     dequant = _dequantizer(processor, size)
-    if task == "<OPEN_VOCABULARY_DETECTION>":
+    if spec.mixed_polygons:
         return _ovd(parsed, size, instances, dequant, registry, task, pieces)
     det = _from_vlm(task, parsed, size)
-    if task == "<OCR_WITH_REGION>":
+    if spec.output is OutputKind.QUADS:
         coords = [list(q) for q in parsed["quad_boxes"]]
         names = [clean_text(label) for label in parsed["labels"]]
     else:
@@ -192,12 +191,12 @@ def _ovd(parsed, size, instances, dequant, registry, task, pieces) -> sv.Detecti
         bins.append(sequence_bins(pieces))
     out = sv.Detections(xyxy=np.array(xyxy, dtype=np.float32).reshape(-1, 4))
     # box rows have no polygon (their mask, made on demand, is the box: FlorenceResult.masks)
-    out.data["polygons"] = _object_array([[] for _ in range(len(det))] + polys)
+    out.data[POLYGONS] = _object_array([[] for _ in range(len(det))] + polys)
     return _finish(out, names, task, registry, scores, bins)
 
 
 def _segmentation(processor, task, text, size, pieces, label, registry) -> sv.Detections:
-    """Referring-expression / region segmentation: one row per instance, its polygons in ``data["polygons"]``.
+    """Referring-expression / region segmentation: one row per instance, its polygons in ``data[POLYGONS]``.
 
     The box is what ``from_vlm`` gives (the extent of the integer vertices of
     every usable part), computed here so no ``H × W`` mask is rasterised.
@@ -206,7 +205,7 @@ def _segmentation(processor, task, text, size, pieces, label, registry) -> sv.De
     polys = _polygons_of(parsed["polygons"])
     boxes = [sv.polygon_to_xyxy(np.concatenate([p.astype(np.int32) for p in parts])) for parts in polys]
     det = sv.Detections(xyxy=_tidy_boxes(np.array(boxes, dtype=np.float32).reshape(-1, 4), size))
-    det.data["polygons"] = _object_array(polys)
+    det.data[POLYGONS] = _object_array(polys)
     score, bins = sequence_score(pieces), sequence_bins(pieces)
     return _finish(det, [label] * len(det), task, registry, [score] * len(det), [bins] * len(det))
 
@@ -298,26 +297,26 @@ def merge_rows_per_box(
             row = det
         elif len(det) == 0:
             row = sv.Detections(xyxy=np.array([box], dtype=np.float32))
-            if task == "<REGION_TO_SEGMENTATION>":
-                row.data["polygons"] = _object_array([[]])
+            if get_task(task).output is OutputKind.POLYGONS:
+                row.data[POLYGONS] = _object_array([[]])
             row.class_id = np.array([-1])
             row.confidence = np.array([math.nan], dtype=np.float32)
             row.data[CLASS_NAME] = np.array([""], dtype=str)
-            row.data["source_task"] = np.array([task], dtype=str)
-            row.data["loc_bins"] = _object_array([[]])
+            row.data[SOURCE_TASK] = np.array([task], dtype=str)
+            row.data[LOC_BINS] = _object_array([[]])
         else:
-            polys = [p for item in det.data.get("polygons", []) for p in item]
+            polys = [p for item in det.data.get(POLYGONS, []) for p in item]
             row = sv.Detections(xyxy=np.array([[*det.xyxy[:, :2].min(0), *det.xyxy[:, 2:].max(0)]], dtype=np.float32))
             row.class_id = det.class_id[:1]
             row.confidence = np.array([_nan_mean(det.confidence)], dtype=np.float32)
             row.data[CLASS_NAME] = det.data[CLASS_NAME][:1]
-            row.data["source_task"] = det.data["source_task"][:1]
-            row.data["loc_bins"] = _object_array([[b for item in det.data["loc_bins"] for b in item]])
-            if "polygons" in det.data:
-                row.data["polygons"] = _object_array([polys])
+            row.data[SOURCE_TASK] = det.data[SOURCE_TASK][:1]
+            row.data[LOC_BINS] = _object_array([[b for item in det.data[LOC_BINS] for b in item]])
+            if POLYGONS in det.data:
+                row.data[POLYGONS] = _object_array([polys])
         rows.append(row)
     merged = sv.Detections.merge(rows) if rows else _empty(image_size)
-    merged.data["prompt_box"] = np.array([list(b) for b in prompt_boxes], dtype=np.float32).reshape(-1, 4)
+    merged.data[PROMPT_BOX] = np.array([list(b) for b in prompt_boxes], dtype=np.float32).reshape(-1, 4)
     return merged
 
 

@@ -85,6 +85,17 @@ def auto_cpu_dtype(flags: frozenset[str] | set[str] | None = None) -> Any:
     return torch.bfloat16 if native_bf16(flags) else torch.float32
 
 
+def set_threads(count: int | None) -> None:
+    """Use ``count`` CPU threads for torch's own kernels (None or 0: leave torch's default).
+
+    The CLI's ``--threads`` and the Ray workers call this, so only the model layer touches torch.
+    """
+    if count:
+        import torch
+
+        torch.set_num_threads(int(count))
+
+
 def physical_cores() -> int:
     """Cores this process may use (affinity-aware), the thread count torch uses by default."""
     try:
@@ -127,7 +138,7 @@ def top1_agreement(reference: Any, candidate: Any, inputs: dict[str, Any], decod
     return float((picks(reference) == picks(candidate)).float().mean())
 
 
-class _DedupRowsLinear:
+class DedupRowsLinear:
     """Wraps a cross-attention key/value projection: identical consecutive batch rows are projected once.
 
     Beam search repeats each prompt's encoder output ``num_beams`` times, so
@@ -154,7 +165,7 @@ class _DedupRowsLinear:
         return projected[torch.tensor(index, device=states.device)]
 
 
-def _reorder_self_attention_only(cache: Any, beam_idx: Any) -> Any:
+def reorder_self_attention_only(cache: Any, beam_idx: Any) -> Any:
     """Beam re-order for an encoder-decoder cache that leaves the cross-attention half alone.
 
     Every beam of one prompt holds the same cross-attention keys/values and a
@@ -187,10 +198,10 @@ def share_beam_work(model: Any) -> Any:
     """
     for layer in model.model.language_model.decoder.layers:
         for proj in (layer.encoder_attn.k_proj, layer.encoder_attn.v_proj):
-            if not isinstance(proj.forward, _DedupRowsLinear):
-                proj.forward = _DedupRowsLinear(proj.forward)  # the module's own forward, called on distinct rows
+            if not isinstance(proj.forward, DedupRowsLinear):
+                proj.forward = DedupRowsLinear(proj.forward)  # the module's own forward, called on distinct rows
     # generate() calls model._reorder_cache, when the model has one, instead of the cache's own reorder_cache
-    model._reorder_cache = _reorder_self_attention_only
+    model._reorder_cache = reorder_self_attention_only  # noqa: SLF001 - generate() calls a model's own _reorder_cache (RAG does)
     return model
 
 
@@ -235,7 +246,7 @@ def faster_rows(weight: Any, bias: Any) -> frozenset[int]:
     return frozenset(rows)
 
 
-class _WeightFirstLinear:
+class WeightFirstLinear:
     """A Linear's forward that takes the weight-first product for the row counts where it measured faster."""
 
     def __init__(self, module: Any, rows: frozenset[int]) -> None:
@@ -268,11 +279,11 @@ def weight_first_small_gemms(model: Any) -> dict[str, list[int]]:
         weight = getattr(module, "weight", None)
         if not isinstance(module, torch.nn.Linear) or weight is None or weight.device.type != "cpu":
             continue  # int8-quantised or GPU layers have their own kernels
-        if not weight.is_floating_point() or isinstance(module.forward, _WeightFirstLinear):
+        if not weight.is_floating_point() or isinstance(module.forward, WeightFirstLinear):
             continue
         key = (tuple(weight.shape), weight.dtype, module.bias is not None)
         if key not in chosen:
             chosen[key] = faster_rows(weight, module.bias)
         if chosen[key]:
-            module.forward = _WeightFirstLinear(module, chosen[key])
+            module.forward = WeightFirstLinear(module, chosen[key])
     return {f"{k[0][0]}x{k[0][1]}": sorted(v) for k, v in chosen.items()}

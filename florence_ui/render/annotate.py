@@ -33,11 +33,11 @@ import numpy as np
 import supervision as sv
 from PIL import Image
 
+from florence_ui.core.fields import CLASS_NAME, POLYGONS, PROMPT_BOX, QUADS
 from florence_ui.core.images import to_rgb
+from florence_ui.core.review import ACCEPTED, PENDING, ReviewStatus
 from florence_ui.core.tasks import get_task
 
-PENDING, ACCEPTED = "pending", "accepted"
-QUADS = sv.config.ORIENTED_BOX_COORDINATES
 #: images whose longer side is below this are upscaled (integer factor) before drawing
 MIN_RENDER_SIDE = 640
 PALETTE = sv.ColorPalette.DEFAULT
@@ -83,7 +83,7 @@ class Mark:
     prompt_box: tuple[float, float, float, float] | None = None
     #: the prompt box's number (1-based) for region tasks, shown as ``#n``
     number: int | None = None
-    state: str = PENDING
+    state: ReviewStatus = PENDING
 
 
 # ---- fonts and sizes -------------------------------------------------------------------------
@@ -168,15 +168,15 @@ def marks_from_result(result: Any) -> list[Mark]:
     marks: list[Mark] = []
     for i in range(len(det)):
         polygons = []
-        if "polygons" in det.data:
-            polygons = [np.asarray(p, dtype=np.float32).reshape(-1, 2) for p in det.data["polygons"][i]]
+        if POLYGONS in det.data:
+            polygons = [np.asarray(p, dtype=np.float32).reshape(-1, 2) for p in det.data[POLYGONS][i]]
         quad = np.asarray(det.data[QUADS][i], dtype=np.float32).reshape(4, 2) if QUADS in det.data else None
-        prompt = tuple(float(v) for v in det.data["prompt_box"][i]) if "prompt_box" in det.data else None
+        prompt = tuple(float(v) for v in det.data[PROMPT_BOX][i]) if PROMPT_BOX in det.data else None
         class_id = int(det.class_id[i]) if det.class_id is not None else 0
         marks.append(
             Mark(
                 xyxy=tuple(float(v) for v in det.xyxy[i]),
-                label=str(det.data.get("class_name", [""] * len(det))[i]),
+                label=str(det.data.get(CLASS_NAME, [""] * len(det))[i]),
                 class_id=max(0, class_id),
                 score=_num(det.confidence[i]) if det.confidence is not None else None,
                 polygons=polygons,

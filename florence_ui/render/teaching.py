@@ -17,6 +17,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from florence_ui.core.fields import LOC_BINS
 from florence_ui.core.geometry import NUM_BINS, explain_bins, parse_loc_bins
 from florence_ui.core.tasks import get_task
 from florence_ui.render.annotate import font_for
@@ -73,7 +74,7 @@ def bin_rows(result: Any, max_rows: int = 2000) -> list[list[Any]]:
     """One row per ``<loc_N>`` of every region: region number, label, token, axis, bin, formula, pixel."""
     rows: list[list[Any]] = []
     for region in result.regions():
-        for entry in explain_bins(region.get("loc_bins") or [], tuple(result.image_size)):
+        for entry in explain_bins(region.get(LOC_BINS) or [], tuple(result.image_size)):
             rows.append(
                 [
                     region["index"] + 1,

@@ -18,8 +18,8 @@ from typing import Any
 import gradio as gr
 
 from florence_ui.core.images import ImageLoadError, open_image
-from florence_ui.core.review import STATUSES
-from florence_ui.core.tasks import TASKS, get_task
+from florence_ui.core.review import ACCEPTED, STATUSES
+from florence_ui.core.tasks import CAPTION_TASK, DEFAULT_TASK, TASKS, get_task
 from florence_ui.model.engine import InputError
 from florence_ui.render.annotate import render_result, upscale_factor
 from florence_ui.render.teaching import bin_rows, token_spans
@@ -58,7 +58,7 @@ def review_json(session: UISession) -> dict[str, Any]:
     review = session.review
     items = []
     for item in review.items:
-        entry: dict[str, Any] = {"id": item.id, "status": item.status, "task": item.task, "run": item.run,
+        entry: dict[str, Any] = {"id": item.id, "status": str(item.status), "task": item.task, "run": item.run,
                                  "label": item.label, "score": item.score}  # fmt: skip
         if item.region is not None:
             entry["box"] = [round(v, 2) for v in item.region.xyxy]
@@ -108,7 +108,7 @@ def register_api(controller: Controller, state: gr.State) -> None:
         """Caption the image, then ground every phrase of the caption (the one-click cascade)."""
         try:
             _load(session, image)
-            caption, grounding = controller.caption_then_ground(session, caption_task or "<CAPTION>")
+            caption, grounding = controller.caption_then_ground(session, caption_task or CAPTION_TASK.token)
         except (InputError, ImageLoadError, ValueError) as exc:
             raise _error(exc) from exc
         out = {"caption": caption.text, "caption_result": caption.to_dict(), "grounding": grounding.to_dict()}
@@ -181,14 +181,14 @@ def register_api(controller: Controller, state: gr.State) -> None:
         # a plain file, not gr.Image: gradio's image preprocessing fails on a bad upload with a bare "Error",
         # whereas images.open_image explains every bad file (and applies EXIF orientation)
         image = gr.File(type="filepath", label="image")
-        task = gr.Textbox(value="<OD>", label="task")
+        task = gr.Textbox(value=DEFAULT_TASK.token, label="task")
         text = gr.Textbox(value="", label="text")
         boxes = gr.JSON(value=[], label="boxes")
         max_new = gr.Number(value=controller.settings.max_new_tokens, label="max_new_tokens", precision=0)
         beams = gr.Number(value=controller.settings.num_beams, label="num_beams", precision=0)
-        caption_task = gr.Textbox(value="<CAPTION>", label="caption_task")
+        caption_task = gr.Textbox(value=CAPTION_TASK.token, label="caption_task")
         ids = gr.JSON(value=[], label="ids")
-        status = gr.Textbox(value="accepted", label="status")
+        status = gr.Textbox(value=ACCEPTED.value, label="status")
         item_id = gr.Number(value=1, label="item_id", precision=0)
         label = gr.Textbox(value="", label="label")
         threshold = gr.Number(value=0.5, label="threshold")

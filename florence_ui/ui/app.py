@@ -24,7 +24,7 @@ from gradio_image_annotation import image_annotator
 from florence_ui.core import limits
 from florence_ui.core.images import ImageLoadError
 from florence_ui.core.review import ACCEPTED, PENDING, REJECTED
-from florence_ui.core.tasks import get_task
+from florence_ui.core.tasks import CAPTION_TASK, DEFAULT_TASK, GROUNDING_TASK, get_task
 from florence_ui.model.engine import MAX_NEW_TOKENS_LIMIT as MAX_TOKENS
 from florence_ui.model.engine import FlorenceEngine, GenerationSettings, InputError
 from florence_ui.render.teaching import TOKEN_COLORS
@@ -54,7 +54,6 @@ log = logging.getLogger(__name__)
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 #: bundled photos, see examples/LICENSES.md: a vehicle scene, an animal, objects, a page of text, a person
 EXAMPLES = ["rocket.jpg", "chelsea_cat.jpg", "coffee.jpg", "page.png", "astronaut.jpg"]
-DEFAULT_TASK = "<OD>"
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="amber", neutral_hue="slate")
 CSS = """
 #header h1 { margin: 0 0 .2rem 0; }
@@ -124,12 +123,12 @@ def build_app(engine: FlorenceEngine, *, settings: GenerationSettings | None = N
         state = gr.State(UISession())  # gradio deep-copies it: one UISession per browser session
         gr.Markdown(header_markdown(engine, settings), elem_id="header")
         with gr.Row(equal_height=True):
-            task = gr.Dropdown(task_choices(), value=DEFAULT_TASK, label="Task", elem_id="task", scale=3)
+            task = gr.Dropdown(task_choices(), value=DEFAULT_TASK.token, label="Task", elem_id="task", scale=3)
             text = gr.Textbox(label="Text prompt", visible=False, elem_id="text-prompt", max_lines=2, scale=4)
             with gr.Column(scale=2, min_width=220):
                 run_btn = gr.Button("Run", variant="primary", elem_id="run")
                 ground_btn = gr.Button("Caption → ground the phrases", size="sm", elem_id="caption-ground")
-        task_md = gr.Markdown(task_help(get_task(DEFAULT_TASK)), elem_id="task-help")
+        task_md = gr.Markdown(task_help(DEFAULT_TASK), elem_id="task-help")
         with gr.Row(equal_height=False):
             with gr.Column(scale=1):
                 annot = image_annotator(
@@ -283,14 +282,14 @@ def _wire(c: SimpleNamespace, controller: Controller) -> None:
         try:
             controller.set_input(session, value)
             settings = controller.settings_for(max_new_tokens, num_beams)
-            caption_task = token if get_task(token).token.endswith("CAPTION>") else "<CAPTION>"
+            caption_task = token if get_task(token).is_caption else CAPTION_TASK.token
             cap, grounding = controller.caption_then_ground(session, caption_task, settings,
                                                             lambda f, d: progress(f, desc=d))  # fmt: skip
             if cap.truncated or grounding.truncated:
                 gr.Warning("An answer was cut off at max new tokens.")
         except Exception as exc:  # noqa: BLE001
             return (session, gr.skip(), gr.skip(), *boxes_out(session), *failed(exc, 0))
-        task_update = gr.update(value="<CAPTION_TO_PHRASE_GROUNDING>")
+        task_update = gr.update(value=GROUNDING_TASK.token)
         text_update = gr.update(value=cap.text, visible=True)
         return (session, task_update, text_update, *boxes_out(session), *page_views(controller, session))
 
@@ -399,8 +398,9 @@ def report_failures(demo: gr.Blocks, status: gr.components.Component) -> None:
     reported = {fn.trigger_after for fn in events if fn.trigger_only_on_failure}
     for fn in events:
         in_page = bool(fn.targets) or fn.trigger_after is not None  # API-only endpoints have neither
-        if in_page and not fn.trigger_only_on_failure and fn._id not in reported:
-            gr.events.Dependency(None, {}, fn._id, fn.fn).failure(
+        # gradio has no public way to add a listener to an event already made; its own .then/.failure chain by id
+        if in_page and not fn.trigger_only_on_failure and fn._id not in reported:  # noqa: SLF001
+            gr.events.Dependency(None, {}, fn._id, fn.fn).failure(  # noqa: SLF001 - as above
                 on_failure, None, [status], show_progress="hidden", api_visibility="private", concurrency_limit=None
             )
 

@@ -18,7 +18,7 @@ from PIL import Image
 from florence_ui.core import limits
 from florence_ui.core.images import ImageLoadError, open_image, rotate_quarter_turns
 from florence_ui.core.review import ACCEPTED, PENDING, REJECTED, ReviewSession
-from florence_ui.core.tasks import TASKS, InputKind, OutputKind, Task, get_task
+from florence_ui.core.tasks import CAPTION_TASK, GROUNDING_TASK, TASKS, InputKind, Task, get_task
 from florence_ui.model.engine import FlorenceEngine, GenerationSettings, InputError
 from florence_ui.render.annotate import Mark, draw, marks_from_items
 from florence_ui.render.teaching import grid_overlay, md_tokens
@@ -209,20 +209,20 @@ class Controller:
     def caption_then_ground(
         self,
         session: UISession,
-        caption_task: str = "<CAPTION>",
+        caption_task: str = CAPTION_TASK.token,
         settings: GenerationSettings | None = None,
         progress: Progress | None = None,
     ) -> tuple[Any, Any]:
         """The two-step cascade: caption the image, then ground every phrase of that caption."""
         progress = progress or (lambda _f, _d: None)
         spec = get_task(caption_task)
-        if spec.output is not OutputKind.TEXT or spec.token.startswith("<OCR"):
-            spec = get_task("<CAPTION>")
+        if not spec.is_caption:
+            spec = CAPTION_TASK
         caption = self.run(session, spec.token, None, settings, lambda f, d: progress(f / 2, d))
         if not (caption.text or "").strip():
             raise InputError("The caption came back empty, so there are no phrases to ground.")
         grounding = self.run(
-            session, "<CAPTION_TO_PHRASE_GROUNDING>", caption.text, settings, lambda f, d: progress(0.5 + f / 2, d)
+            session, GROUNDING_TASK.token, caption.text, settings, lambda f, d: progress(0.5 + f / 2, d)
         )
         session.status = status_markdown(grounding, before=caption)
         return caption, grounding

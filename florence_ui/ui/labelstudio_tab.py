@@ -45,6 +45,7 @@ import gradio as gr
 from gradio.context import get_blocks_context
 
 from florence_ui.core.labels import LabeledImage
+from florence_ui.errors import LabelStudioErrorKind
 from florence_ui.export.datasets import export_coco, export_labelstudio_json, export_yolo, zip_dir
 from florence_ui.labelstudio.access import Exposure, StoredKey, decide_from_env, key_origin, locked
 from florence_ui.labelstudio.client import (
@@ -58,7 +59,7 @@ from florence_ui.labelstudio.client import (
     push_images,
     whoami,
 )
-from florence_ui.labelstudio.convert import LabelCheck, MissingInProject, Requirements
+from florence_ui.labelstudio.convert import BOXES, POLYGONS, LabelCheck, MissingInProject, Requirements
 from florence_ui.labelstudio.server import embedded_status
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ def on_check(session: Any, url: str | None, key: str | None, mode: str, project:
         items = current_items(session)
         if mode == NEW or project in (None, ""):
             req = Requirements.of(items)
-            boxes, polys = sorted(req.labels["boxes"]), sorted(req.labels["polygons"])
+            boxes, polys = sorted(req.labels[BOXES]), sorted(req.labels[POLYGONS])
             message = ("A new project gets a labeling config made from these labels: "
                        f"RectangleLabels {boxes or '—'}, PolygonLabels {polys or '—'}, "
                        f"{req.region_texts} region text(s), {sum(req.image_texts.values())} image text(s).")  # fmt: skip
@@ -260,17 +261,17 @@ def on_push(session: Any, url: str | None, key: str | None, mode: str, project: 
     except MissingInProject as exc:
         return session, _cleared_key(), f"> ⚠️ {exc.check.describe()}".replace("\n", "\n>\n> "), dropdown
     except LabelStudioError as exc:
-        if exc.kind == "project_gone" and settings is not None:
+        if exc.kind == LabelStudioErrorKind.PROJECT_GONE and settings is not None:
             dropdown = _project_gone(session, settings, int(project))
             return session, _cleared_key(), _fail(exc) + _GONE_NEXT[mode == NEW], dropdown
         return session, _cleared_key(), _fail(exc), dropdown
     except Exception as exc:  # noqa: BLE001
         return session, _cleared_key(), _fail(exc), dropdown
-    if report.error_kind == "project_gone":
+    if report.error_kind == LabelStudioErrorKind.PROJECT_GONE:
         dropdown = _project_gone(session, settings, int(project))
     head = "✅ Pushed and verified" if report.ok else "⚠️ Push incomplete"
     summary = f"{head} — [project {project}]({report.project_url})\n\n{report.summary()}"
-    if report.error_kind == "project_gone":
+    if report.error_kind == LabelStudioErrorKind.PROJECT_GONE:
         summary += _GONE_NEXT[mode == NEW]
     return session, _cleared_key(), summary, dropdown
 

@@ -67,8 +67,9 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = "florence-ui serve
 
 def run(args: argparse.Namespace) -> int:
     """Load the model and serve the page until it is closed or the process is told to stop."""
-    from florence_ui.labelstudio.server import StopSignals, stop_started, supervising
+    from florence_ui.labelstudio.server import StopSignals, started_pids, stop_started, supervising
 
+    before = started_pids()  # servers this process ran before serve began are not serve's to stop
     with StopSignals() as stop:
         try:
             code = _serve(args)
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             stop.cleaning = True  # a signal now kills what was started and exits at once
             # what this app started (the embedded Label Studio), on every way out; later starts refused only if
             # a supervisor could still start one (a test calling main() in-process may start servers afterwards)
-            stop_started(final=supervising())
+            stop_started(final=supervising(), keep=before)
     if stop.received:
         print(f"[florence-ui] stopped by signal {stop.received}; the servers this app started are stopped",
               file=sys.stderr, flush=True)  # fmt: skip

@@ -12,6 +12,7 @@ from typing import Any
 
 import gradio as gr
 
+from florence_ui.core.fields import CLASS_NAME
 from florence_ui.core.review import ACCEPTED, PENDING, REJECTED
 from florence_ui.core.tasks import OutputKind, get_task
 from florence_ui.render.annotate import describe
@@ -65,7 +66,7 @@ def answer_text(result: Any | None) -> str:
     spec = get_task(result.task)
     if spec.output is OutputKind.TEXT:
         return result.text or "(empty answer)"
-    names = [str(n) for n in result.detections.data.get("class_name", [])]
+    names = [str(n) for n in result.detections.data.get(CLASS_NAME, [])]
     if spec.needs_boxes:
         return "\n".join(f"#{i + 1}: {name or '(no answer)'}" for i, name in enumerate(names))
     if not names:

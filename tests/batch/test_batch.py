@@ -8,12 +8,11 @@ and resume keys match the lines written.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from sample_data import make_photo_folder
 
 from florence_ui import GenerationSettings
 from florence_ui.batch.results_file import JsonlWriter, line_key, result_from_line
@@ -31,29 +30,6 @@ from florence_ui.batch.runner import (
 
 FAST = GenerationSettings(max_new_tokens=10, num_beams=1)
 EXAMPLES = Path(__file__).resolve().parents[2] / "florence_ui" / "examples"
-
-
-def make_photo_folder(root: Path, *, extras: bool = True) -> Path:
-    """Real photos (the bundled examples) in nested folders, plus the awkward cases.
-
-    ``extras`` adds a corrupt JPEG, a text file and a 1-pixel image.
-    """
-    folder = root / "photos"
-    (folder / "nested").mkdir(parents=True)
-    photos = sorted(p for p in EXAMPLES.glob("*") if p.suffix.lower() in (".jpg", ".png"))
-    if len(photos) < 3:  # the examples moved: fall back to generated pictures
-        rng = np.random.default_rng(0)
-        for i in range(3):
-            Image.fromarray(rng.integers(0, 255, (90 + 10 * i, 120, 3), dtype=np.uint8)).save(folder / f"gen{i}.png")
-    for i, photo in enumerate(photos):
-        shutil.copy(photo, (folder / "nested" if i % 2 else folder) / photo.name)
-    if extras:
-        (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"not really a jpeg" * 20)
-        (folder / "notes.txt").write_text("not an image")
-        Image.new("RGB", (1, 1), (200, 30, 30)).save(folder / "nested" / "pixel.png")
-        (folder / ".hidden").mkdir()
-        Image.new("RGB", (8, 8)).save(folder / ".hidden" / "skip.png")
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -175,25 +151,33 @@ def test_plan_skips_what_the_file_holds(engine, photos, tmp_path):
 
 
 def test_model_failures_are_isolated_to_their_image(engine, photos, monkeypatch):
-    """A vision-tower or generate failure on a batch is retried image by image; only the culprit fails."""
-    import florence_ui.batch.generate as bg
+    """A vision-tower or generate failure on a batch is retried image by image; only the culprit fails.
 
-    real_features, real_generate = bg.image_features, bg._generate
+    The generate failure comes through the engine's generation seam (a stage that runs out of memory on
+    more than one row); the vision failure, which the tiny model cannot produce, is patched on one engine.
+    """
+    from florence_ui.model.engine import FlorenceEngine
+    from florence_ui.model.generation import TransformersGeneration
+    from florence_ui.model.loading import LoadedModel
 
-    def features(engine, images):
+    class OutOfMemoryOnBatches(TransformersGeneration):
+        def __call__(self, model, batch):
+            if batch.input_ids.shape[0] > 1:
+                raise RuntimeError("out of memory")
+            return super().__call__(model, batch)
+
+    loaded = LoadedModel(engine.model, engine.processor, engine.model_id, None, engine.device, engine.dtype)
+    flaky = FlorenceEngine(loaded, generation=OutOfMemoryOnBatches())
+    real_features = flaky.image_features
+
+    def features(images, **kwargs):
         if any(im.size == (1, 1) for im in images):
             raise RuntimeError("vision boom")
-        return real_features(engine, images)
+        return real_features(images, **kwargs)
 
-    def generate(engine, prompts, feats, settings):
-        if len(prompts) > 1:
-            raise RuntimeError("out of memory")
-        return real_generate(engine, prompts, feats, settings)
-
-    monkeypatch.setattr(bg, "image_features", features)
-    monkeypatch.setattr(bg, "_generate", generate)
+    monkeypatch.setattr(flaky, "image_features", features)
     paths = [str(p) for p in sorted(photos.glob("*.jpg")) if p.name != "broken.jpg"][:2]
     paths.append(str(photos / "nested" / "pixel.png"))
-    outcomes = process_images(engine, [(p, [Job(p, "<OD>")]) for p in paths], FAST)
+    outcomes = process_images(flaky, [(p, [Job(p, "<OD>")]) for p in paths], FAST)
     assert [len(o.lines) for o in outcomes] == [1, 1, 0]
     assert "vision boom" in outcomes[2].failures[0]["error"]

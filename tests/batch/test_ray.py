@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_batch import make_photo_folder
+from sample_data import make_photo_folder
 
 from florence_ui.batch.results_file import VOLATILE, read_lines
 from florence_ui.cli import main

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_batch import make_photo_folder
+from sample_data import make_photo_folder
 
 from florence_ui.batch.results_file import line_key, read_lines
 from florence_ui.cli import main

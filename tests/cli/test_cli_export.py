@@ -16,34 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from sample_data import COLOURS, write_golden_jsonl
 
 from florence_ui.batch.results_file import labeled_images, load_parser, read_lines
 from florence_ui.cli import main
 
 TOL_PX = 1.0
-COLOURS = {"beetle": (40, 160, 150), "car": (200, 190, 60), "australia": (90, 90, 200), "book_cover": (30, 30, 30)}
 BOX_TASKS = ("<OD>", "<DENSE_REGION_CAPTION>", "<REGION_PROPOSAL>", "<CAPTION_TO_PHRASE_GROUNDING>",
              "<OPEN_VOCABULARY_DETECTION>")  # fmt: skip
-
-
-def write_golden_jsonl(golden: dict, folder: Path, tasks: tuple[str, ...] | None = None) -> Path:
-    """Golden answers as results lines; images of the right sizes; every third line leaves out the size."""
-    folder.mkdir(parents=True, exist_ok=True)
-    out = folder / "results.jsonl"
-    with open(out, "w") as fh:
-        for i, vec in enumerate(golden["vectors"]):
-            if tasks and vec["task"] not in tasks:
-                continue
-            image = folder / f"{vec['image']}.png"
-            if not image.exists():
-                Image.new("RGB", tuple(vec["image_size"]), COLOURS.get(vec["image"], (128, 128, 128))).save(image)
-            line = {"image": str(image), "width": vec["image_size"][0], "height": vec["image_size"][1],
-                    "task": vec["task"], "text_input": vec["text_input"], "boxes": None,
-                    "generated_text": vec["generated_text"], "model": vec["model"]}  # fmt: skip
-            if i % 3 == 0:
-                del line["width"], line["height"]
-            fh.write(json.dumps(line) + "\n")
-    return out
 
 
 def expected_boxes(golden: dict, tasks: tuple[str, ...] = BOX_TASKS) -> dict[str, list[tuple[str, list[float]]]]:

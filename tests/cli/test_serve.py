@@ -33,12 +33,12 @@ def console(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 def options(parser: argparse.ArgumentParser) -> dict[str, tuple]:
     """Every option of a parser with what defines it (flags, default, choices, type, action kind)."""
     return {a.dest: (tuple(a.option_strings), a.default, a.choices, a.type, type(a).__name__)
-            for a in parser._actions if a.dest != "help"}  # fmt: skip
+            for a in parser._actions if a.dest != "help"}  # fmt: skip  # noqa: SLF001 - argparse lists options only there
 
 
 def serve_subparser() -> argparse.ArgumentParser:
     parser = cli.build_parser()
-    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001 - argparse
     return subparsers.choices["serve"]
 
 
@@ -82,3 +82,12 @@ def test_console_script_serve_starts_the_page_and_sigterm_stops_it(tiny_checkpoi
 def test_serve_rejects_bad_options_like_app_py(capsys):
     assert cli.main(["serve", "--model", "base", "--num-beams", "99", "--no-labelstudio"]) == 2
     assert "num_beams" in capsys.readouterr().err
+
+
+def test_serve_in_process_leaves_servers_it_did_not_start_running(labelstudio_server):
+    """``serve`` stops what it started, not a Label Studio the calling process already ran (a test session)."""
+    from florence_ui import cli
+
+    assert labelstudio_server.running
+    assert cli.main(["serve", "--model", "base", "--num-beams", "99", "--no-labelstudio"]) == 2
+    assert labelstudio_server.running

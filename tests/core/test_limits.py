@@ -74,7 +74,7 @@ def test_server_limits_are_wired(engine, monkeypatch):
     monkeypatch.setenv("FLORENCE_UI_QUEUE_SIZE", "7")
     monkeypatch.setenv("FLORENCE_UI_MAX_FILE_SIZE", "3mb")
     demo = build_app(engine)
-    assert demo._queue.max_size == 7
+    assert demo._queue.max_size == 7  # noqa: SLF001 - gradio exposes the queue's size nowhere else
     assert launch_options() == {"max_file_size": "3mb", "run_history": False}
     model_events = [fn for fn in demo.fns.values() if fn.concurrency_id == "model"]
     assert len(model_events) >= 4 and {fn.concurrency_limit for fn in model_events} == {1}

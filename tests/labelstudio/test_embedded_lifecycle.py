@@ -159,9 +159,9 @@ def test_two_apps_share_one_server_and_neither_signal_leaves_it_running(tiny_che
 
 def test_a_stale_record_is_ignored(tmp_path):
     """A record naming a dead pid, a reused pid, or a process that is not our server never gets reused."""
-    creds = ls_server._load_or_create_credentials(tmp_path)
+    creds = ls_server.load_or_create_credentials(tmp_path)
     closed = f"http://127.0.0.1:{ls_server.free_port()}"
-    me, my_start = os.getpid(), ls_server._pid_start_time(os.getpid())
+    me, my_start = os.getpid(), ls_server.pid_start_time(os.getpid())
     finished = subprocess.Popen(["true"])
     finished.wait()
     gone = finished.pid
@@ -170,7 +170,7 @@ def test_a_stale_record_is_ignored(tmp_path):
                    {"pid": me, "url": closed, "start_time": my_start},  # alive, but no server answers there
                    {"pid": "x", "url": closed}, ["not", "a", "record"]):  # fmt: skip
         (tmp_path / ls_server.RECORD_FILE).write_text(json.dumps(record))
-        assert ls_server._recorded_server(tmp_path, creds) is None, record
+        assert ls_server.recorded_server(tmp_path, creds) is None, record
     (tmp_path / ls_server.RECORD_FILE).write_text("{torn")
-    assert ls_server._recorded_server(tmp_path, creds) is None
+    assert ls_server.recorded_server(tmp_path, creds) is None
     assert not ls_server.pid_alive(gone) and ls_server.pid_alive(me, my_start) and not ls_server.pid_alive(me, "1")

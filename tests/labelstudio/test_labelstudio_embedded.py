@@ -26,7 +26,7 @@ def test_embedded_label_studio_starts_when_none_is_configured(monkeypatch, tmp_p
         creds_file = tmp_path / "embedded" / ls_server.CREDENTIALS_FILE
         assert stat.S_IMODE(creds_file.stat().st_mode) == 0o600
         creds = json.loads(creds_file.read_text())
-        assert creds["token"] == server.token and ls_server._load_or_create_credentials(creds_file.parent) == creds
+        assert creds["token"] == server.token and ls_server.load_or_create_credentials(creds_file.parent) == creds
         # the app's defaults now point at it (SDK conventions), so the tab connects with empty boxes
         assert os.environ["LABEL_STUDIO_URL"] == server.url
         assert server.username in whoami(LSSettings.from_env())
@@ -38,7 +38,7 @@ def test_embedded_label_studio_starts_when_none_is_configured(monkeypatch, tmp_p
     finally:
         if server is not None:
             server.stop()
-        ls_server._embedded.clear()
+        ls_server.forget_embedded()
     assert not server.running
 
 

@@ -84,7 +84,7 @@ def test_connection_with_legacy_and_personal_access_tokens(labelstudio_server, l
     assert whoami(ls_settings).startswith(f"{labelstudio_server.username} (user #")
     pat = LSSettings(url=labelstudio_server.url, api_key=ls_personal_token)
     client = pat.client()
-    assert not client._client_wrapper._tokens_client._use_legacy_token  # a JWT, exchanged by the SDK
+    assert not client._client_wrapper._tokens_client._use_legacy_token  # noqa: SLF001 - a JWT, exchanged by the SDK (no public flag)
     assert labelstudio_server.username in whoami(client)
     assert isinstance(list_projects(pat), list)
 

@@ -34,7 +34,7 @@ import pytest
 from browser import chromium_page
 from fault_proxy import FaultProxy
 from launched_app import launch_app
-from test_cli_export import write_golden_jsonl
+from sample_data import write_golden_jsonl
 from test_labelstudio_tab import flat, reviewed_session
 
 from florence_ui.cli import main

@@ -134,7 +134,7 @@ def test_share_beam_work_keeps_answers_and_scores_identical(tiny_checkpoint, mon
 
     monkeypatch.setenv("FLORENCE_UI_GEMM_TUNING", "0")  # this test is about the beam patch alone
     patched = FlorenceEngine.from_pretrained(str(tiny_checkpoint), device="cpu", dtype="float32")
-    assert patched.model._reorder_cache is speed._reorder_self_attention_only
+    assert patched.model._reorder_cache is speed.reorder_self_attention_only  # noqa: SLF001 - transformers' hook
     plain_model = Florence2ForConditionalGeneration.from_pretrained(str(tiny_checkpoint)).eval()
     plain = FlorenceEngine(LoadedModel(plain_model, patched.processor, "plain", None, "cpu", torch.float32))
     for model in (patched.model, plain_model):
@@ -157,7 +157,7 @@ def test_cpu_load_shares_beam_work(tiny_checkpoint, monkeypatch):
     monkeypatch.setenv("FLORENCE_UI_GEMM_TUNING", "0")
     net = load_model(str(tiny_checkpoint), device="cpu", dtype="float32").model
     projections = [layer.encoder_attn.k_proj.forward for layer in net.model.language_model.decoder.layers]
-    assert projections and all(isinstance(p, speed._DedupRowsLinear) for p in projections)
+    assert projections and all(isinstance(p, speed.DedupRowsLinear) for p in projections)
 
 
 def test_weight_first_gemms_keep_answers_and_scores(tiny_checkpoint, monkeypatch):
@@ -175,9 +175,9 @@ def test_weight_first_gemms_keep_answers_and_scores(tiny_checkpoint, monkeypatch
     speed.share_beam_work(tuned_model)
     chosen = speed.weight_first_small_gemms(tuned_model)
     assert chosen and all(rows == list(speed.SMALL_ROWS) for rows in chosen.values())
-    assert isinstance(tuned_model.lm_head.forward, speed._WeightFirstLinear)
+    assert isinstance(tuned_model.lm_head.forward, speed.WeightFirstLinear)
     tuned = FlorenceEngine(LoadedModel(tuned_model, plain.processor, "tuned", None, "cpu", torch.float32))
-    assert not isinstance(plain.model.lm_head.forward, speed._WeightFirstLinear)
+    assert not isinstance(plain.model.lm_head.forward, speed.WeightFirstLinear)
     for model in (plain.model, tuned_model):
         model.generation_config.min_new_tokens = 10
     image = Image.new("RGB", (120, 90), (30, 140, 220))

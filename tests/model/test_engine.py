@@ -80,7 +80,7 @@ def test_cached_features_give_identical_answers(engine, photo):
     assert not first.cached_features and cached.cached_features and not uncached.cached_features
     assert first.raw == cached.raw == uncached.raw
     assert np.allclose(cached.detections.confidence, uncached.detections.confidence, atol=1e-5)
-    features, hit = engine.image_features(photo)
+    [(features, hit)] = engine.image_features([photo])
     assert hit and features.shape[:2] == (1, engine.num_image_tokens)
     direct = engine.model.get_image_features(pixel_values=engine.pixel_values(photo)).pooler_output
     assert torch.allclose(features, direct)

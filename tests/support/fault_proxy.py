@@ -93,10 +93,10 @@ class FaultProxy:
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.upstream)
-        self._target = (parts.hostname or HOST, parts.port or 80)
+        self.target = (parts.hostname or HOST, parts.port or 80)
         self._server: ThreadingHTTPServer | None = None
-        self._lock = threading.Lock()
-        self._busy = 0
+        self.lock = threading.Lock()
+        self.busy = 0
         self.listening = False
 
     # ---- lifecycle --------------------------------------------------------------------------
@@ -133,23 +133,23 @@ class FaultProxy:
         if action not in ACTIONS:
             raise ValueError(f"action must be one of {ACTIONS}")
         rule = Rule(action, **match)  # type: ignore[arg-type]
-        with self._lock:
+        with self.lock:
             self.rules.append(rule)
         return rule
 
     def clear(self) -> None:
-        with self._lock:
+        with self.lock:
             self.rules.clear()
 
     def wait_idle(self, timeout: float = 30) -> None:
         """Wait until no request is being forwarded (a delayed one may still be writing on the server)."""
         deadline = time.monotonic() + timeout
-        while self._busy and time.monotonic() < deadline:
+        while self.busy and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not self._busy, "the proxy is still forwarding a request"
+        assert not self.busy, "the proxy is still forwarding a request"
 
-    def _rule_for(self, method: str, path: str, query: str) -> Rule | None:
-        with self._lock:
+    def rule_for(self, method: str, path: str, query: str) -> Rule | None:
+        with self.lock:
             for rule in self.rules:
                 if rule.matches(method, path, query):
                     rule.seen += 1
@@ -240,7 +240,7 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 return
             body = self._body()
             path, _, query = self.path.partition("?")
-            rule = proxy._rule_for(self.command, path, query)
+            rule = proxy.rule_for(self.command, path, query)
             action = rule.action if rule else "pass"
             if rule is not None and rule.hook is not None:
                 rule.hook()
@@ -254,9 +254,9 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             if action == "error":
                 self._answer(rule.status, [("Content-Type", rule.content_type)], rule.body)
                 return
-            with proxy._lock:
-                proxy._busy += 1
-            conn = http.client.HTTPConnection(*proxy._target, timeout=300)
+            with proxy.lock:
+                proxy.busy += 1
+            conn = http.client.HTTPConnection(*proxy.target, timeout=300)
             try:
                 if action == "delay":
                     time.sleep(rule.delay)
@@ -271,8 +271,8 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
             finally:
                 conn.close()
-                with proxy._lock:
-                    proxy._busy -= 1
+                with proxy.lock:
+                    proxy.busy -= 1
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
 

@@ -101,6 +101,6 @@ def test_every_page_event_reports_its_failure_in_the_status_line(engine):
     page_events = [fn for fn in fns if fn.targets and not fn.trigger_only_on_failure]
     assert len(page_events) > 15 and any(fn.name == "load_example" for fn in page_events)
     for fn in page_events:
-        listener = failure_listeners.get(fn._id)
+        listener = failure_listeners.get(fn._id)  # noqa: SLF001 - gradio's event ids (no public name)
         assert listener is not None, f"{fn.name} has no failure listener"
-        assert [o._id for o in listener.outputs] == [status._id]
+        assert [o._id for o in listener.outputs] == [status._id]  # noqa: SLF001 - gradio's block ids
