@@ -15,6 +15,7 @@ from florence_ui.core.tasks import TASKS, InputKind, OutputKind, Task, get_task
 from florence_ui.errors import (
     AccessRefused,
     BoxError,
+    ConflictError,
     FlorenceUIError,
     ImageLoadError,
     InputError,
@@ -26,6 +27,7 @@ from florence_ui.errors import (
     ModelLoadError,
     ResultsFileError,
     UsageError,
+    WorkspaceError,
 )
 from florence_ui.model.engine import FlorenceEngine, GenerationSettings
 from florence_ui.model.loading import MODEL_ALIASES
@@ -33,6 +35,7 @@ from florence_ui.model.loading import MODEL_ALIASES
 __all__ = [
     "AccessRefused",
     "BoxError",
+    "ConflictError",
     "FlorenceEngine",
     "FlorenceResult",
     "FlorenceUIError",
@@ -52,6 +55,7 @@ __all__ = [
     "TASKS",
     "Task",
     "UsageError",
+    "WorkspaceError",
     "get_task",
 ]
 __version__ = "0.1.0"

@@ -4,6 +4,7 @@ serve     the web app (same options as ``app.py``; see :mod:`florence_ui.ui.serv
 predict   images/folders → results.jsonl (local or on Ray; resumable, loss-free)
 export    results.jsonl → COCO / YOLO / Label Studio import JSON
 push      results.jsonl → a Label Studio project (same code path as the UI)
+workspace a durable review store: import results.jsonl, status, export (see :mod:`florence_ui.workspace`)
 download  a checkpoint into a folder for offline use
 tasks     the task catalogue
 
@@ -231,6 +232,66 @@ def _project_id(conn: Any, project: str, items: list) -> tuple[int, bool]:
     return create_project(conn, project, items), True
 
 
+# ---- workspace -----------------------------------------------------------------------------------
+def _workspace(args: argparse.Namespace) -> Any:
+    """The named workspace under ``FLORENCE_UI_DATA``; its errors become usage errors (exit 2)."""
+    from florence_ui.errors import WorkspaceError
+    from florence_ui.workspace import Workspace
+
+    try:
+        return Workspace.open(args.workspace)
+    except WorkspaceError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def cmd_workspace_import(args: argparse.Namespace) -> int:
+    """results.jsonl → runs and pending regions of the workspace (re-parsed, no model run; idempotent)."""
+    with _workspace(args) as ws:
+        try:
+            report = ws.import_results(args.results, model=args.model, revision=args.revision, warn=_err)
+        except ResultsFileError as exc:
+            raise UsageError(str(exc)) from exc
+        print(f"{ws.name}: imported {args.results}: {report.summary()}")
+        print(f"{ws.name}: {ws.progress()}")
+    return EXIT_OK
+
+
+def cmd_workspace_status(args: argparse.Namespace) -> int:
+    with _workspace(args) as ws:
+        progress = ws.progress()
+        images = ", ".join(f"{n} {s}" for s, n in progress.images.items())
+        regions = ", ".join(f"{n} {s}" for s, n in progress.regions.items())
+        print(f"{ws.name}: {progress} ({ws.path})")
+        print(f"images: {images}")
+        print(f"regions: {regions}")
+        print(f"label set: {', '.join(ws.class_names()) or '(empty)'}")
+    return EXIT_OK
+
+
+def cmd_workspace_export(args: argparse.Namespace) -> int:
+    """The accepted regions of every reviewed image, one dataset, class ids from the label set."""
+    from florence_ui.export import datasets as export
+
+    with _workspace(args) as ws:
+        items, classes = ws.labeled_images(), ws.class_names()
+    if not items:
+        raise UsageError(f"workspace {args.workspace!r} has no reviewed image to export yet; accept some regions "
+                         "first (florence-ui workspace status shows the progress)")  # fmt: skip
+    out = Path(args.out)
+    try:
+        if args.format == "coco":
+            written = export.export_coco(items, out, classes=classes)
+        elif args.format == "yolo":
+            written = export.export_yolo(items, out, classes=classes)
+        else:
+            written = export.export_labelstudio_json(items, out)
+    except OSError as exc:
+        raise UsageError(f"cannot write the export into {out}: {exc}") from exc
+    regions = sum(len(i.regions) for i in items)
+    print(f"Exported {len(items)} images, {regions} accepted regions as {args.format} → {written}")
+    return EXIT_OK
+
+
 # ---- serve ---------------------------------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace) -> int:
     """The web app, exactly as ``app.py`` starts it (:func:`florence_ui.ui.serve.run`)."""
@@ -352,6 +413,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _model_args(p, None, parse_help)
     p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("workspace", help="a durable review store ($FLORENCE_UI_DATA): import, status, export")
+    ws_sub = p.add_subparsers(dest="workspace_command", required=True, metavar="ACTION")
+    name_help = "workspace name (letters, digits, - and _), a file under $FLORENCE_UI_DATA/workspaces"
+    p = ws_sub.add_parser("import", help="results.jsonl → pending regions to review (no model run; idempotent)")
+    p.add_argument("results", help="a results.jsonl from florence-ui predict")
+    p.add_argument("--workspace", required=True, help=name_help)
+    _model_args(p, None, parse_help)
+    p.set_defaults(func=cmd_workspace_import)
+    p = ws_sub.add_parser("status", help="progress and counts by status")
+    p.add_argument("--workspace", required=True, help=name_help)
+    p.set_defaults(func=cmd_workspace_status)
+    p = ws_sub.add_parser("export", help="accepted regions of every reviewed image → one dataset")
+    p.add_argument("--workspace", required=True, help=name_help)
+    p.add_argument("--format", required=True, choices=("coco", "yolo", "labelstudio"))
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=cmd_workspace_export)
 
     p = sub.add_parser("download", help="fetch a checkpoint into a folder for offline use")
     p.add_argument("model", help="alias (base, large, base-ft, large-ft) or hub id")

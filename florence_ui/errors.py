@@ -24,6 +24,8 @@ The tree (``tests/core/test_errors.py`` checks this drawing against the classes)
     │   ├── AccessRefused
     │   ├── MissingInProject (ValueError)
     │   └── LabelStudioServerError
+    ├── WorkspaceError (RuntimeError)
+    │   └── ConflictError
     └── UsageError
 
 Who raises each, and what the person sees:
@@ -69,6 +71,14 @@ Who raises each, and what the person sees:
 - ``LabelStudioServerError``: the local Label Studio could not be found,
   started or reached; raised by :mod:`florence_ui.labelstudio.server`. The app
   starts without it and says why; ``python -m florence_ui.labelstudio.server`` exits 1.
+- ``WorkspaceError``: a workspace that cannot be opened or used as asked (a bad
+  name, a damaged or newer-than-known file, a region or label that is not
+  there); raised by :mod:`florence_ui.workspace`. The CLI prints
+  ``error: ...`` and exits 2; the page will show it as a warning.
+- ``ConflictError``: a review edit made against a region someone else changed
+  first (another browser, the CLI); nothing was written, and the message names
+  what changed. ``region_id``, ``expected`` and ``actual`` (versions) say which.
+  Raised by :class:`~florence_ui.workspace.Workspace`'s review actions.
 - ``UsageError``: bad command-line arguments or inputs; raised by
   :mod:`florence_ui.cli`, printed as ``error: ...`` with exit code 2.
 
@@ -199,6 +209,18 @@ class LabelStudioServerError(LabelStudioError):
         super().__init__(message, kind=LabelStudioErrorKind.LOCAL_SERVER)
 
 
+class WorkspaceError(FlorenceUIError, RuntimeError):
+    """A workspace cannot be opened or used as asked; the message says why and what to do."""
+
+
+class ConflictError(WorkspaceError):
+    """An edit of a region that changed since the caller read it; nothing was written (optimistic concurrency)."""
+
+    def __init__(self, message: str, region_id: int, expected: int | None, actual: int | None) -> None:
+        super().__init__(message)
+        self.region_id, self.expected, self.actual = region_id, expected, actual
+
+
 class UsageError(FlorenceUIError):
     """Bad arguments or inputs: printed as ``error: ...`` with exit code 2."""
 
@@ -207,6 +229,7 @@ __all__ = [
     "FATAL_KINDS",
     "AccessRefused",
     "BoxError",
+    "ConflictError",
     "FlorenceUIError",
     "ImageLoadError",
     "InputError",
@@ -219,4 +242,5 @@ __all__ = [
     "ModelLoadError",
     "ResultsFileError",
     "UsageError",
+    "WorkspaceError",
 ]

@@ -33,6 +33,10 @@ class BoxFix:
     notes: tuple[str, ...] = ()
 
 
+#: pixel tolerance of the 1-px minimum (float sums such as 0.05 + 1 land an ulp either side)
+_EPS = 1e-9
+
+
 def validate_box(box: Sequence[float], image_size: tuple[int, int]) -> BoxFix:
     """Return a usable pixel box for a prompt, or raise :class:`BoxError`.
 
@@ -68,13 +72,13 @@ def validate_box(box: Sequence[float], image_size: tuple[int, int]) -> BoxFix:
     cx2, cy2 = min(float(width), x2), min(float(height), y2)
     if (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2):
         notes.append("clipped to the image")
-    if cx2 - cx1 < 1:
-        cx2 = min(float(width), cx1 + 1)
-        cx1 = cx2 - 1
+    # grown from the start corner, which moves only when the image edge stops the end (moving it by
+    # "end - 1" otherwise would shift it by a rounding error: 0.05 + 1 - 1 != 0.05); an ulp short of 1 px is 1 px
+    if cx2 - cx1 < 1 - _EPS:
+        cx1, cx2 = (cx1, cx1 + 1) if cx1 + 1 <= width else (float(width) - 1, float(width))
         notes.append("widened to 1 px")
-    if cy2 - cy1 < 1:
-        cy2 = min(float(height), cy1 + 1)
-        cy1 = cy2 - 1
+    if cy2 - cy1 < 1 - _EPS:
+        cy1, cy2 = (cy1, cy1 + 1) if cy1 + 1 <= height else (float(height) - 1, float(height))
         notes.append("heightened to 1 px")
     return BoxFix((cx1, cy1, cx2, cy2), tuple(notes))
 

@@ -18,6 +18,9 @@ free-text regions (descriptions, OCR lines) become ``Description`` / ``Text``
 and unnamed proposals ``object``. COCO and YOLO carry categories only; the texts
 themselves (region texts, captions, OCR) are in the Label Studio JSON.
 ``min_confidence`` drops regions scoring below it (unscored regions are kept).
+Class ids are the sorted category names, unless ``classes`` gives an order
+(a workspace's label set, so ids agree across images and exports): those come
+first, in that order, and any other category found follows, sorted.
 
 Geometry is written from the regions' own polygons, never through a mask
 (no ``H × W`` raster per region, no contour re-tracing that loses or merges parts):
@@ -41,7 +44,7 @@ import base64
 import json
 import mimetypes
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -166,13 +169,14 @@ def _write_images(items: list[LabeledImage], images_dir: Path) -> list[Path]:
     return paths
 
 
-def _classes(exported: list[LabeledImage]) -> tuple[list[str], dict[str, int]]:
-    classes = sorted({r.label for item in exported for r in item.regions})
+def _classes(exported: list[LabeledImage], order: Sequence[str] | None = None) -> tuple[list[str], dict[str, int]]:
+    classes = list(dict.fromkeys(order or ()))
+    classes += sorted({r.label for item in exported for r in item.regions} - set(classes))
     return classes, {name: i for i, name in enumerate(classes)}
 
 
-def detection_dataset(items: list[LabeledImage], images_dir: str | Path, *,
-                      min_confidence: float | None = None) -> sv.DetectionDataset:  # fmt: skip
+def detection_dataset(items: list[LabeledImage], images_dir: str | Path, *, min_confidence: float | None = None,
+                      classes: Sequence[str] | None = None) -> sv.DetectionDataset:  # fmt: skip
     """Write each image into ``images_dir`` and return the ``sv.DetectionDataset`` of their accepted regions.
 
     Each row carries its COCO geometry in ``data`` (the polygons of
@@ -180,22 +184,24 @@ def detection_dataset(items: list[LabeledImage], images_dir: str | Path, *,
     ``as_coco`` writes the polygons as they are.
     """
     exported = [_as_exported(item, min_confidence) for item in items]
-    classes, class_ids = _classes(exported)
+    classes, class_ids = _classes(exported, classes)
     paths = _write_images(items, Path(images_dir))
     annotations = {str(path): _coco_rows(item, class_ids) for item, path in zip(exported, paths, strict=True)}
     return sv.DetectionDataset(classes=classes, images=[str(p) for p in paths], annotations=annotations)
 
 
-def export_coco(items: list[LabeledImage], out_dir: str | Path, *, min_confidence: float | None = None) -> Path:
+def export_coco(items: list[LabeledImage], out_dir: str | Path, *, min_confidence: float | None = None,
+                classes: Sequence[str] | None = None) -> Path:  # fmt: skip
     """COCO: ``out_dir/images/`` and ``out_dir/annotations.json`` (returned); see the module notes on geometry."""
     out_dir = Path(out_dir)
-    ds = detection_dataset(items, out_dir / "images", min_confidence=min_confidence)
+    ds = detection_dataset(items, out_dir / "images", min_confidence=min_confidence, classes=classes)
     annotations = out_dir / "annotations.json"
     ds.as_coco(annotations_path=str(annotations))
     return annotations
 
 
-def export_yolo(items: list[LabeledImage], out_dir: str | Path, *, min_confidence: float | None = None) -> Path:
+def export_yolo(items: list[LabeledImage], out_dir: str | Path, *, min_confidence: float | None = None,
+                classes: Sequence[str] | None = None) -> Path:  # fmt: skip
     """YOLO: ``out_dir/images/``, ``out_dir/labels/`` and ``out_dir/data.yaml`` (returned).
 
     Boxes only → detection lines; any polygons → segmentation lines for all,
@@ -203,7 +209,7 @@ def export_yolo(items: list[LabeledImage], out_dir: str | Path, *, min_confidenc
     """
     out_dir = Path(out_dir)
     exported = [_as_exported(item, min_confidence) for item in items]
-    classes, class_ids = _classes(exported)
+    classes, class_ids = _classes(exported, classes)
     with_polygons = any(r.polygons for item in exported for r in item.regions)
     labels_dir = out_dir / "labels"
     labels_dir.mkdir(parents=True, exist_ok=True)

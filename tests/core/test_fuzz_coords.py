@@ -151,6 +151,7 @@ def _usable(box, size: tuple[int, int]) -> bool:
 @example(box=[5, 5, 5, 5], size=(10, 10))
 @example(box=[9, 9, 1, 1], size=(10, 10))
 @example(box=[-1e308, -1e308, 1e308, 1e308], size=(1, 1))
+@example(box=[0.0, 1.0, 1.0, 0.05], size=(1, 2))  # grown by 1 px: the start corner must not move by a rounding error
 def test_validate_box_fixes_or_refuses(box, size):
     width, height = size
     try:

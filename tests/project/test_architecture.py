@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "florence_ui"
-LAYERS = ("core", "model", "render", "labelstudio", "batch", "export", "ui")
+LAYERS = ("core", "model", "render", "labelstudio", "batch", "export", "workspace", "ui")
 TOP_LEVEL = {"__init__.py", "__main__.py", "errors.py", "cli.py", "examples", *LAYERS}
 
 
@@ -26,10 +26,14 @@ def _entries() -> set[str]:
 
 
 def test_the_package_is_its_layers_and_a_few_doors():
-    """At most ~12 top-level entries: the layers, the CLI, the exception tree, the examples."""
+    """At most 13 top-level entries: the layers, the CLI, the exception tree, the examples.
+
+    13, not 12, since the workspace (issue 14's durable review store, one SQLite file per named workspace) is a
+    layer of its own: the page, the CLI and the exporters all read it, so it fits inside none of them.
+    """
     entries = _entries()
     assert entries <= TOP_LEVEL, f"new top-level entries {sorted(entries - TOP_LEVEL)}: put them in a layer"
-    assert len(entries) <= 12
+    assert len(entries) <= 13
     for layer in LAYERS:
         assert (PACKAGE / layer / "__init__.py").is_file(), f"{layer} is a package"
         assert ast_docstring(PACKAGE / layer / "__init__.py"), f"florence_ui/{layer}/__init__.py says why it exists"
