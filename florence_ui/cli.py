@@ -2,8 +2,8 @@
 
 serve     the web app (same options as ``app.py``; see :mod:`florence_ui.ui.serve`)
 predict   images/folders → results.jsonl (local or on Ray; resumable, loss-free)
-export    results.jsonl → COCO / YOLO / Label Studio import JSON
-push      results.jsonl → a Label Studio project (same code path as the UI)
+export    results.jsonl, or a workspace's review (--workspace), → COCO / YOLO / Label Studio import JSON
+push      results.jsonl, or a workspace's review (--workspace), → a Label Studio project (same code path as the UI)
 workspace a durable review store: import results.jsonl, status, export (see :mod:`florence_ui.workspace`)
 download  a checkpoint into a folder for offline use
 tasks     the task catalogue
@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,67 @@ class _sigterm_as_interrupt:
 
 
 # ---- export / push ---------------------------------------------------------------------------
+@dataclass
+class _Source:
+    """What ``export`` / ``push`` send: the labelled images, the class order (None: by name), and whence."""
+
+    items: list
+    classes: list[str] | None
+    workspace: str | None = None
+
+
+def _source(args: argparse.Namespace) -> _Source:
+    """The results files (re-parsed) or the workspace (``--workspace``): exactly one of the two, else a usage error."""
+    results, workspace = getattr(args, "results", None) or [], getattr(args, "workspace", None)
+    if results and workspace:
+        raise UsageError(f"give either results.jsonl files or --workspace {workspace}, not both (a workspace "
+                         "already holds its imported results: florence-ui workspace import adds more)")  # fmt: skip
+    if workspace is None:
+        if not results:
+            raise UsageError(f"{args.command} needs results.jsonl file(s) or --workspace NAME")
+        return _Source(_labeled(args), None)
+    for flag, value in (("--min-confidence", getattr(args, "min_confidence", None)),
+                        ("--model", getattr(args, "model", None)), ("--revision", getattr(args, "revision", None))):  # fmt: skip
+        if value is not None:
+            raise UsageError(f"{flag} applies to results files; a workspace sends what its reviewers accepted, as is")
+    return _Source(*_workspace_labeled(workspace), workspace)
+
+
+def _workspace_labeled(name: str) -> tuple[list, list[str]]:
+    """An existing workspace's reviewed images and its label set in class-id order; never creates a workspace.
+
+    ``workspace import`` and the page create workspaces; an output command that
+    made an empty one for a mistyped name would hide the typo behind "nothing
+    to export", so an unknown name is a usage error listing the known ones.
+    """
+    from florence_ui.errors import WorkspaceError
+    from florence_ui.workspace import DATA_ENV, Workspace, workspace_names, workspace_path
+
+    try:
+        path = workspace_path(name)
+    except WorkspaceError as exc:
+        raise UsageError(str(exc)) from exc
+    if not path.is_file():
+        known = workspace_names()
+        listed = f"the workspaces there: {', '.join(known)}" if known else "there are none there yet"
+        raise UsageError(f"no workspace {name!r} under {path.parent.parent} (${DATA_ENV}); {listed}. Create one with "
+                         "florence-ui workspace import RESULTS.jsonl --workspace NAME, or in the page")  # fmt: skip
+    try:
+        with Workspace.open(name) as ws:
+            items, classes = ws.labeled_images(), ws.export_classes()
+    except WorkspaceError as exc:
+        raise UsageError(str(exc)) from exc
+    missing = [i.name or i.image_path for i in items
+               if i.image_data is None and not (i.image_path and Path(i.image_path).is_file())]  # fmt: skip
+    if missing:  # stored by path and since moved: their pixels (and so their hash) are needed to export or push
+        _err(f"warning: skipped {len(missing)} image(s) whose file is gone, e.g. {missing[0]}")
+        items = [i for i in items if (i.name or i.image_path) not in missing]
+    if not items:
+        raise UsageError(f"workspace {name!r} has no reviewed image to export yet; accept some regions "
+                         "first (florence-ui workspace status shows the progress)")  # fmt: skip
+    return items, classes
+
+
 def _labeled(args: argparse.Namespace) -> list:
     """The results files as LabeledImages, re-parsed with a weights-free parser."""
     from florence_ui.batch.results_file import iter_lines, labeled_images, parser_for
@@ -161,25 +223,34 @@ def _labeled(args: argparse.Namespace) -> list:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """The UI's exporters (``florence_ui.export.datasets``) on the re-parsed results."""
+    """The UI's exporters (``florence_ui.export.datasets``) on the re-parsed results or a workspace's review."""
     from florence_ui.export import datasets as export
 
-    items = _labeled(args)
-    out, conf = Path(args.out), args.min_confidence
+    source = _source(args)
+    items, classes = source.items, source.classes
+    out, conf = Path(args.out), getattr(args, "min_confidence", None)
     try:
         if args.format == "coco":
-            written = export.export_coco(items, out, min_confidence=conf)
+            written = export.export_coco(items, out, min_confidence=conf, classes=classes)
         elif args.format == "yolo":
-            written = export.export_yolo(items, out, min_confidence=conf)
+            written = export.export_yolo(items, out, min_confidence=conf, classes=classes)
         else:
             written = export.export_labelstudio_json(items, out, min_confidence=conf, image_url=args.image_url,
                                                      copy_images=args.copy_images)  # fmt: skip
     except OSError as exc:
         raise UsageError(f"cannot write the export into {out}: {exc}") from exc
     regions = sum(len(i.regions) for i in items)
+    if source.workspace is not None:
+        print(f"Exported {len(items)} images, {regions} accepted regions of workspace {source.workspace} as "
+              f"{args.format} → {written}")  # fmt: skip
+        return EXIT_OK
     texts = sum(len(i.texts) for i in items)
     print(f"Exported {len(items)} images, {regions} regions, {texts} texts as {args.format} → {written}")
     return EXIT_OK
+
+
+def _print_progress(done: int, total: int, name: str) -> None:
+    _err(f"[{done}/{total}] {name}")
 
 
 def cmd_push(args: argparse.Namespace) -> int:
@@ -190,12 +261,14 @@ def cmd_push(args: argparse.Namespace) -> int:
     if not args.url or not args.api_key:
         raise UsageError("push needs --url and --api-key (or LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY)")
     label_map = _label_map(args.map)
-    items = _labeled(args)
+    source = _source(args)
+    items = source.items
+    progress = _print_progress if source.workspace is not None else None
     try:
         conn = Connection.of(LSSettings.from_env(url=args.url, api_key=args.api_key))
         project, created = _project_id(conn, args.project, items)
         report = push_images(conn, project, items, missing="map" if label_map else args.missing, label_map=label_map,
-                             image_url=args.image_url)  # fmt: skip
+                             image_url=args.image_url, progress=progress)  # fmt: skip
     except MissingInProject as exc:
         raise UsageError(f"{exc}\nRe-run with --missing add (extend the project's config), --missing leave_out, "
                          "or --map OURS=THEIRS.") from None  # fmt: skip
@@ -269,27 +342,8 @@ def cmd_workspace_status(args: argparse.Namespace) -> int:
 
 
 def cmd_workspace_export(args: argparse.Namespace) -> int:
-    """The accepted regions of every reviewed image, one dataset, class ids from the label set."""
-    from florence_ui.export import datasets as export
-
-    with _workspace(args) as ws:
-        items, classes = ws.labeled_images(), ws.class_names()
-    if not items:
-        raise UsageError(f"workspace {args.workspace!r} has no reviewed image to export yet; accept some regions "
-                         "first (florence-ui workspace status shows the progress)")  # fmt: skip
-    out = Path(args.out)
-    try:
-        if args.format == "coco":
-            written = export.export_coco(items, out, classes=classes)
-        elif args.format == "yolo":
-            written = export.export_yolo(items, out, classes=classes)
-        else:
-            written = export.export_labelstudio_json(items, out)
-    except OSError as exc:
-        raise UsageError(f"cannot write the export into {out}: {exc}") from exc
-    regions = sum(len(i.regions) for i in items)
-    print(f"Exported {len(items)} images, {regions} accepted regions as {args.format} → {written}")
-    return EXIT_OK
+    """``workspace export`` is ``export --workspace``: one code path, so both number the classes alike."""
+    return cmd_export(args)
 
 
 # ---- serve ---------------------------------------------------------------------------------------
@@ -322,6 +376,16 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 def _model_args(p: argparse.ArgumentParser, default: str | None, help_text: str) -> None:
     p.add_argument("--model", default=default, help=help_text)
     p.add_argument("--revision", default=None, help="hub branch, tag or commit")
+
+
+def _labelstudio_export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--image-url",
+        default=None,
+        help="labelstudio: image reference template ({name}, {hash}) instead of embedded data: URIs, "
+        "e.g. '/data/local-files/?d=images/{name}'",
+    )
+    p.add_argument("--copy-images", action="store_true", help="labelstudio: also copy the images into OUT/images")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -374,23 +438,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     parse_help = "checkpoint whose processor re-parses the answers (default: the file's model, else base)"
-    p = sub.add_parser("export", help="results.jsonl → COCO / YOLO / Label Studio JSON")
-    p.add_argument("results", nargs="+", help="results.jsonl file(s)")
+    name_help = "workspace name (letters, digits, - and _), a file under $FLORENCE_UI_DATA/workspaces"
+    ws_source_help = ("an existing workspace ($FLORENCE_UI_DATA) instead of results files: its reviewed images, "
+                      "accepted regions only, class ids in its label set's order")  # fmt: skip
+    p = sub.add_parser("export", help="results.jsonl or a workspace → COCO / YOLO / Label Studio JSON")
+    p.add_argument("results", nargs="*", help="results.jsonl file(s) (or --workspace)")
+    p.add_argument("--workspace", default=None, metavar="NAME", help=ws_source_help)
     p.add_argument("--format", required=True, choices=("coco", "yolo", "labelstudio"))
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--min-confidence", type=float, default=None, help="drop regions/texts scored below this")
-    p.add_argument(
-        "--image-url",
-        default=None,
-        help="labelstudio: image reference template ({name}, {hash}) instead of embedded data: URIs, "
-        "e.g. '/data/local-files/?d=images/{name}'",
-    )
-    p.add_argument("--copy-images", action="store_true", help="labelstudio: also copy the images into OUT/images")
+    _labelstudio_export_args(p)
     _model_args(p, None, parse_help)
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("push", help="results.jsonl → Label Studio predictions (idempotent)")
-    p.add_argument("results", nargs="+", help="results.jsonl file(s)")
+    p = sub.add_parser("push", help="results.jsonl or a workspace → Label Studio predictions (idempotent)")
+    p.add_argument("results", nargs="*", help="results.jsonl file(s) (or --workspace)")
+    p.add_argument("--workspace", default=None, metavar="NAME", help=ws_source_help.split(", class ids")[0])
     p.add_argument("--url", default=os.environ.get("LABEL_STUDIO_URL"), help="Label Studio URL ($LABEL_STUDIO_URL)")
     p.add_argument(
         "--api-key",
@@ -416,7 +479,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("workspace", help="a durable review store ($FLORENCE_UI_DATA): import, status, export")
     ws_sub = p.add_subparsers(dest="workspace_command", required=True, metavar="ACTION")
-    name_help = "workspace name (letters, digits, - and _), a file under $FLORENCE_UI_DATA/workspaces"
     p = ws_sub.add_parser("import", help="results.jsonl → pending regions to review (no model run; idempotent)")
     p.add_argument("results", help="a results.jsonl from florence-ui predict")
     p.add_argument("--workspace", required=True, help=name_help)
@@ -425,10 +487,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = ws_sub.add_parser("status", help="progress and counts by status")
     p.add_argument("--workspace", required=True, help=name_help)
     p.set_defaults(func=cmd_workspace_status)
-    p = ws_sub.add_parser("export", help="accepted regions of every reviewed image → one dataset")
+    p = ws_sub.add_parser("export", help="accepted regions of every reviewed image → one dataset (= export "
+                          "--workspace)")  # fmt: skip
     p.add_argument("--workspace", required=True, help=name_help)
     p.add_argument("--format", required=True, choices=("coco", "yolo", "labelstudio"))
     p.add_argument("--out", required=True, help="output folder")
+    _labelstudio_export_args(p)
     p.set_defaults(func=cmd_workspace_export)
 
     p = sub.add_parser("download", help="fetch a checkpoint into a folder for offline use")

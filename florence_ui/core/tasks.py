@@ -242,3 +242,7 @@ DEFAULT_TASK: Task = TASKS_BY_TOKEN["<OD>"]
 CAPTION_TASK: Task = TASKS_BY_TOKEN["<CAPTION>"]
 #: the task that finds every phrase of a caption: the cascade's second step
 GROUNDING_TASK: Task = TASKS_BY_TOKEN["<CAPTION_TO_PHRASE_GROUNDING>"]
+#: the task that finds every instance of a named class: the workspace's "detect the label set", one text per class
+DETECT_TASK: Task = TASKS_BY_TOKEN["<OPEN_VOCABULARY_DETECTION>"]
+#: the task that names what is inside a box: the workspace's "name the selected region"
+NAME_REGION_TASK: Task = TASKS_BY_TOKEN["<REGION_TO_CATEGORY>"]

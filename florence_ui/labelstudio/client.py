@@ -312,6 +312,8 @@ class PushReport:
 
 
 ImageUrl = str | Callable[[LabeledImage], str] | None
+#: ``progress(done, total, image name)``, called after each image of a push (pushed or failed)
+PushProgress = Callable[[int, int, str], None]
 
 
 def push_images(
@@ -324,6 +326,7 @@ def push_images(
     image_url: ImageUrl = None,
     min_confidence: float | None = None,
     verify: bool = True,
+    progress: PushProgress | None = None,
 ) -> PushReport:
     """Push accepted labels as predictions: one task per image, one prediction per task.
 
@@ -346,6 +349,11 @@ def push_images(
     stops the push and is returned in ``PushReport.error``; per-image errors are
     on the image. Raises :class:`LabelStudioError` only when nothing could start
     (bad key, no project).
+
+    ``progress(done, total, name)`` is called after each image, pushed or
+    failed, so a page can move a progress bar and the CLI can print a line
+    while a whole workspace goes up (not for the images a fatal error left
+    unpushed). An exception it raises propagates and stops the push there.
     """
     if missing not in MISSING_CHOICES:
         raise ValueError(f"missing must be one of {MISSING_CHOICES}")
@@ -360,7 +368,8 @@ def push_images(
     conversions = [to_prediction(item, schema, **options) for item in items]  # raises MissingInProject first
     report = PushReport(project, conn.project_url(project))
     report.images = [ImagePush(item.image_hash, image_name(item)) for item in items]
-    for item, conversion, entry in zip(items, conversions, report.images, strict=True):
+    total = len(items)
+    for done, (item, conversion, entry) in enumerate(zip(items, conversions, report.images, strict=True), start=1):
         entry.regions_accepted, entry.regions_sent = conversion.regions_accepted, conversion.regions_sent
         entry.ls_regions, entry.texts_sent = conversion.ls_regions, conversion.texts_sent
         entry.left_out = conversion.left_out
@@ -375,7 +384,10 @@ def push_images(
             log.warning("push of %s failed: %s", entry.name, exc)
             if exc.fatal:
                 report.error, report.error_kind = str(exc), exc.kind
-                break
+        if progress is not None:
+            progress(done, total, entry.name)
+        if report.error is not None:
+            break
     return report
 
 

@@ -25,6 +25,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -430,6 +431,100 @@ class FlorenceEngine:
         [result] = self.generate([request], use_cache=use_cache, time_limit=time_limit)
         result.timings["total_s"] = time.perf_counter() - started  # preparing included
         return result
+
+    def run_texts(
+        self,
+        image: Image.Image,
+        task: str,
+        texts: Sequence[str],
+        *,
+        settings: GenerationSettings | None = None,
+        use_cache: bool = True,
+        time_limit: float | None = None,
+        cap: int | None = None,
+    ) -> list[FlorenceResult]:
+        """Ask one text task (open-vocabulary detection, grounding) once per text, sharing one vision call.
+
+        Detecting a label set asks "where is a car? a person? a bike?" of one
+        image: as N :meth:`run` calls that is N ``generate`` calls, and N vision
+        passes when the cache is off or full. Here the image's features are
+        computed once and every text is one row of one ``generate`` (like the N
+        boxes of a region task). Returns one result per text that ran, in the
+        order given, each with ``text_input`` = its text (whitespace collapsed)
+        and, as labels, the phrases Florence-2 answered with.
+
+        Empty texts and repeats (ignoring case and spacing) are dropped; with
+        ``cap`` (a web request passes ``limits.current().max_boxes``) only the
+        first ``cap`` texts run; a text :meth:`prepare` refuses (too long) is
+        skipped. Each says so in a note at the front of the first result's
+        ``notes``. No text left, a task without text, or no image: InputError.
+        """
+        started = time.perf_counter()
+        try:
+            spec = get_task(task)
+        except ValueError as exc:  # get_task's own sentence, as the tree's InputError
+            raise InputError(str(exc)) from exc
+        if not spec.needs_text:
+            raise InputError(
+                f"{spec.name} takes no text prompt, so it cannot run once per text: pick a text task such as "
+                "open-vocabulary detection or phrase grounding."
+            )
+        self._require_model()
+        if not isinstance(image, Image.Image):
+            raise InputError("The image must be a PIL image.")
+        if isinstance(texts, str):  # a bare string would otherwise become one prompt per character
+            texts = [texts]
+        notes: list[str] = []
+        kept: list[str] = []
+        seen: set[str] = set()
+        empty, repeated = 0, []
+        for text in texts:
+            if not isinstance(text, str):
+                raise InputError(f"Each text must be a string, got {type(text).__name__}: pass the class names.")
+            clean = " ".join(text.split())
+            if not clean:
+                empty += 1
+            elif clean.casefold() in seen:
+                repeated.append(clean)
+            else:
+                seen.add(clean.casefold())
+                kept.append(clean)
+        if empty:
+            notes.append(f"{empty} empty text{'s were' if empty != 1 else ' was'} dropped.")
+        if repeated:
+            shown = ", ".join(repr(t) for t in repeated[:5]) + (" …" if len(repeated) > 5 else "")
+            notes.append(f"Repeated texts were asked once ({shown}).")
+        if cap is not None and len(kept) > max(1, int(cap)):
+            cap = max(1, int(cap))
+            notes.append(
+                f"{len(kept)} texts were given; only the first {cap} were run (the per-request limit, "
+                "FLORENCE_UI_MAX_BOXES). Run the rest in another request."
+            )
+            kept = kept[:cap]
+        settings = self.settings_for(settings)
+        image = image.convert("RGB") if image.mode != "RGB" else image  # as prepare does: the same cache key
+        requests: list[PreparedRequest] = []
+        for text in kept:
+            try:
+                requests.append(self.prepare(image, spec.token, text, settings=settings))
+            except InputError as exc:
+                notes.append(f"{text!r} was not asked: {exc}")
+        if not requests:
+            raise InputError(
+                f"{spec.name} needs at least one text to look for ({spec.text_hint or 'e.g. a class name'})."
+                + (" " + " ".join(notes) if notes else "")
+            )
+        t0 = time.perf_counter()
+        [got] = self.image_features([image], use_cache=use_cache)
+        vision_s = time.perf_counter() - t0
+        shared = [replace(request, features=got.features) for request in requests]
+        results = self.generate(shared, use_cache=use_cache, time_limit=time_limit)
+        for result in results:
+            result.cached_features = got.cached  # generate saw features given, not whether they were cached
+            result.timings["vision_s"] = vision_s
+            result.timings["total_s"] = time.perf_counter() - started
+        results[0].notes[:0] = notes
+        return results
 
     def parse(
         self,

@@ -20,9 +20,11 @@ import gradio as gr
 from florence_ui.core.images import ImageLoadError, open_image
 from florence_ui.core.review import ACCEPTED, STATUSES
 from florence_ui.core.tasks import CAPTION_TASK, DEFAULT_TASK, TASKS, get_task
+from florence_ui.errors import WorkspaceError
 from florence_ui.model.engine import InputError
 from florence_ui.render.annotate import render_result, upscale_factor
 from florence_ui.render.teaching import bin_rows, token_spans
+from florence_ui.ui import workspace_view as wsv
 from florence_ui.ui.controller import Controller
 from florence_ui.ui.session import UISession
 
@@ -71,6 +73,30 @@ def review_json(session: UISession) -> dict[str, Any]:
     return {"image_size": [review.width, review.height], "counts": review.counts(), "items": items}
 
 
+def _open_workspace(session: UISession) -> Any:
+    """The caller's open workspace (``/workspace_open``), or None: the API then acts on the session's review."""
+    state = session.workspace
+    return wsv.require(state) if state is not None and state.name else None
+
+
+def workspace_review_json(ws: Any, state: wsv.WorkspaceState) -> dict[str, Any]:
+    """The stored review of the caller's current workspace image (the same after a restart)."""
+    if state.image_id is None:
+        return {"workspace": ws.name, "image": None, "counts": {s: 0 for s in STATUSES}, "items": []}
+    info = ws.image(state.image_id)
+    items = []
+    for r in ws.regions(state.image_id):
+        entry: dict[str, Any] = {"id": r.id, "status": r.status.value, "task": r.source_task, "label": r.label,
+                                 "score": r.score, "box": [round(v, 2) for v in r.xyxy], "version": r.version,
+                                 "hand_drawn": r.hand_drawn, "run": r.run_id}  # fmt: skip
+        if r.box_index is not None:
+            entry["box_number"] = r.box_index
+        items.append(entry)
+    return {"workspace": ws.name, "image": {"id": info.id, "name": info.name, "identity": info.identity,
+                                            "status": str(info.status)},
+            "image_size": [info.width, info.height], "counts": info.counts, "items": items}  # fmt: skip
+
+
 def _error(exc: Exception) -> gr.Error:
     return gr.Error(str(exc), title="Florence-2 UI")
 
@@ -91,17 +117,26 @@ def register_api(controller: Controller, state: gr.State) -> None:
         boxes: JSON list of [x1, y1, x2, y2] pixels for region tasks. Returns the annotated PNG and the result JSON.
         The result is also added (pending) to this client's review."""
         try:
+            ws = _open_workspace(session)
             _load(session, image)
             spec = get_task(task or "")
             parsed = parse_boxes(boxes)
             session.boxes = parsed
             settings = controller.settings_for(max_new_tokens, num_beams)
             result = controller.run(session, spec.token, text, settings, boxes=parsed)
-        except (InputError, ImageLoadError, ValueError) as exc:
+            stored = None
+            if ws is not None:  # the answer goes to the open workspace too: reviewable there, after a restart
+                data = session.image_data
+                image_id = ws.add_image(data if data is not None else image, name=session.image_name)
+                stored = ws.add_result(image_id, result, settings=settings)
+                wsv.go_to(session.workspace, image_id)
+        except (InputError, ImageLoadError, ValueError, WorkspaceError) as exc:
             raise _error(exc) from exc
         out = result.to_dict()
         out["render_scale"] = upscale_factor(session.image.size)
-        out["review_ids"] = [i.id for i in session.review.items if i.run == session.review.runs]
+        out["review_ids"] = (
+            stored if stored is not None else [i.id for i in session.review.items if i.run == session.review.runs]
+        )
         return session, render_result(session.image, result), out
 
     def caption_and_ground(session, image, caption_task):
@@ -115,8 +150,24 @@ def register_api(controller: Controller, state: gr.State) -> None:
         return session, render_result(session.image, grounding), out
 
     def review(session):
-        """This client's review: every region and text from every task run on its current image."""
-        return review_json(session)
+        """This client's review: every region and text from every task run on its current image (with a
+        workspace open: the stored review of its current image)."""
+        try:
+            ws = _open_workspace(session)
+        except WorkspaceError as exc:
+            raise _error(exc) from exc
+        return workspace_review_json(ws, session.workspace) if ws is not None else review_json(session)
+
+    def workspace_open(session, name):
+        """Open (or create) workspace `name` for this client; /run_task, /review, /review_update and
+        /review_relabel then act on it. Returns its summary: images, counts by status, label set."""
+        try:
+            if session.workspace is None:
+                session.workspace = wsv.WorkspaceState()
+            ws = wsv.open_workspace(session.workspace, str(name or ""))
+        except WorkspaceError as exc:
+            raise _error(exc) from exc
+        return session, wsv.summary(ws)
 
     def review_update(session, ids, status):
         """Set the status (pending / accepted / rejected) of review items, by id (JSON list or "1,2,3")."""
@@ -126,16 +177,24 @@ def register_api(controller: Controller, state: gr.State) -> None:
             ids = [int(v) for v in (ids if isinstance(ids, list) else [ids])]
             if (status or "").strip().lower() not in STATUSES:
                 raise InputError(f"status must be one of {', '.join(STATUSES)}.")
+            ws = _open_workspace(session)
+            if ws is not None:
+                ws.set_status(ids, status.strip().lower())
+                return session, workspace_review_json(ws, session.workspace)
             session.review.set_status(ids, status.strip().lower())
-        except (KeyError, InputError, ValueError, TypeError) as exc:
+        except (KeyError, InputError, ValueError, TypeError, WorkspaceError) as exc:
             raise _error(exc) from exc
         return session, review_json(session)
 
     def review_relabel(session, item_id, label):
         """Change the label of a region (or the text of a caption) under review."""
         try:
+            ws = _open_workspace(session)
+            if ws is not None:
+                ws.relabel(int(item_id), label)
+                return session, workspace_review_json(ws, session.workspace)
             session.review.relabel(int(item_id), label)
-        except (KeyError, ValueError, TypeError) as exc:
+        except (KeyError, ValueError, TypeError, WorkspaceError) as exc:
             raise _error(exc) from exc
         return session, review_json(session)
 
@@ -194,6 +253,7 @@ def register_api(controller: Controller, state: gr.State) -> None:
         threshold = gr.Number(value=0.5, label="threshold")
         unscored = gr.Checkbox(value=False, label="include_unscored")
         run = gr.Number(value=0, label="run", precision=0)
+        ws_name = gr.Textbox(value="", label="name")
         out_image = gr.Image(type="pil", format="png", label="annotated image")
         out_json = gr.JSON(label="results")
 
@@ -204,6 +264,7 @@ def register_api(controller: Controller, state: gr.State) -> None:
     gr.on(fn=caption_and_ground, inputs=[state, image, caption_task], outputs=[state, out_image, out_json],
           api_name="caption_and_ground", **model)  # fmt: skip
     gr.on(fn=review, inputs=[state], outputs=[out_json], api_name="review", **common)
+    gr.on(fn=workspace_open, inputs=[state, ws_name], outputs=[state, out_json], api_name="workspace_open", **common)
     gr.on(fn=review_update, inputs=[state, ids, status], outputs=[state, out_json], api_name="review_update", **common)
     gr.on(fn=review_relabel, inputs=[state, item_id, label], outputs=[state, out_json], api_name="review_relabel",
           **common)  # fmt: skip

@@ -25,6 +25,7 @@ from florence_ui.core import limits
 from florence_ui.core.images import ImageLoadError
 from florence_ui.core.review import ACCEPTED, PENDING, REJECTED
 from florence_ui.core.tasks import CAPTION_TASK, DEFAULT_TASK, GROUNDING_TASK, get_task
+from florence_ui.errors import WorkspaceError
 from florence_ui.model.engine import MAX_NEW_TOKENS_LIMIT as MAX_TOKENS
 from florence_ui.model.engine import FlorenceEngine, GenerationSettings, InputError
 from florence_ui.render.teaching import TOKEN_COLORS
@@ -49,6 +50,9 @@ from florence_ui.ui.views import (
     result_view,
     teaching_outputs,
 )
+from florence_ui.ui.workspace_tab import CSS as WORKSPACE_CSS
+from florence_ui.ui.workspace_tab import build as build_workspace
+from florence_ui.ui.workspace_view import keep_in_workspace
 
 log = logging.getLogger(__name__)
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
@@ -71,7 +75,7 @@ CSS = """
 #: order of the outputs every action redraws (see views.page_views)
 VIEW_NAMES = ("result_image", "status", "answer", "results_json", "review_table", "review_summary",
               "teach_md", "teach_tokens", "teach_bins", "teach_picker")  # fmt: skip
-EXPECTED = (InputError, ImageLoadError, ValueError, KeyError)
+EXPECTED = (InputError, ImageLoadError, WorkspaceError, ValueError, KeyError)
 
 
 def _warn(exc: BaseException) -> str:
@@ -118,94 +122,105 @@ def build_app(engine: FlorenceEngine, *, settings: GenerationSettings | None = N
         # Gradio 6 prefers theme/css at launch(); passing them here keeps them for every
         # launch (tests, app.py, Spaces) and gradio still honours them.
         warnings.simplefilter("ignore", UserWarning)
-        demo = gr.Blocks(title="Florence-2 UI", theme=THEME, css=CSS, analytics_enabled=False)
+        demo = gr.Blocks(title="Florence-2 UI", theme=THEME, css=CSS + WORKSPACE_CSS, analytics_enabled=False)
     with demo:
         state = gr.State(UISession())  # gradio deep-copies it: one UISession per browser session
         gr.Markdown(header_markdown(engine, settings), elem_id="header")
-        with gr.Row(equal_height=True):
-            task = gr.Dropdown(task_choices(), value=DEFAULT_TASK.token, label="Task", elem_id="task", scale=3)
-            text = gr.Textbox(label="Text prompt", visible=False, elem_id="text-prompt", max_lines=2, scale=4)
-            with gr.Column(scale=2, min_width=220):
-                run_btn = gr.Button("Run", variant="primary", elem_id="run")
-                ground_btn = gr.Button("Caption → ground the phrases", size="sm", elem_id="caption-ground")
-        task_md = gr.Markdown(task_help(DEFAULT_TASK), elem_id="task-help")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=1):
-                annot = image_annotator(
-                    label="Image: upload, paste or pick an example; draw prompt boxes with Create box (C)",
-                    image_type="filepath",
-                    sources=["upload", "clipboard"],
-                    disable_edit_boxes=True,
-                    show_remove_button=True,
-                    boxes_alpha=0.15,
-                    box_min_size=4,
-                    height=460,
-                    elem_id="input-image",
-                )
-                box_hint_md = gr.Markdown(box_hint(UISession()), elem_id="box-hint")
+        with gr.Tabs(elem_id="modes") as modes:
+            with gr.Tab("Prompt & review one image", id="prompt", elem_id="mode-prompt"):
+                with gr.Row(equal_height=True):
+                    task = gr.Dropdown(task_choices(), value=DEFAULT_TASK.token, label="Task", elem_id="task", scale=3)
+                    text = gr.Textbox(label="Text prompt", visible=False, elem_id="text-prompt", max_lines=2, scale=4)
+                    with gr.Column(scale=2, min_width=220):
+                        run_btn = gr.Button("Run", variant="primary", elem_id="run")
+                        ground_btn = gr.Button("Caption → ground the phrases", size="sm", elem_id="caption-ground")
+                task_md = gr.Markdown(task_help(DEFAULT_TASK), elem_id="task-help")
                 with gr.Row(equal_height=False):
-                    box_table = gr.Dataframe(headers=BOX_HEADERS, value=[], label="Prompt boxes (drawing order)",
-                                             interactive=False, max_height=190, elem_id="box-table", scale=4)  # fmt: skip
-                    with gr.Column(scale=1, min_width=130):
-                        box_number = gr.Number(value=1, label="Box #", precision=0, minimum=1, elem_id="box-number")
-                        remove_btn = gr.Button("Remove box", size="sm", elem_id="remove-box")
-                        clear_btn = gr.Button("Clear boxes", size="sm", elem_id="clear-boxes")
-                gr.Examples(
-                    examples=[[{"image": str(EXAMPLES_DIR / name), "boxes": []}] for name in EXAMPLES],
-                    inputs=[annot],
-                    label="Examples: click one (public-domain / CC0 photos from scikit-image)",
-                    examples_per_page=len(EXAMPLES),
-                    elem_id="examples",
-                )
-            with gr.Column(scale=1):
-                result_image = gr.Image(label="Result (lossless PNG)", type="pil", format="png", interactive=False,
-                                        height=460, elem_id="result-image", buttons=["download", "fullscreen"])  # fmt: skip
-                show = gr.Radio([(v, k) for k, v in SHOW_MODES.items()], value="latest", show_label=False,
-                                container=False, elem_id="show-mode")  # fmt: skip
-                status = gr.Markdown(EMPTY_STATUS, elem_id="status")
-                answer = gr.Textbox(label="Answer", lines=2, max_lines=8, interactive=False, elem_id="answer")
-                with gr.Accordion("Generation settings", open=False, elem_id="settings"):
-                    max_new = gr.Slider(1, MAX_TOKENS, value=settings.max_new_tokens, step=1, label="Max new tokens",
-                                        info="Answers longer than this are cut off (a warning says so).")  # fmt: skip
-                    beams = gr.Slider(1, 8, value=settings.num_beams, step=1, label="Beams",
-                                      info="1 = greedy (fastest); 3 is what Florence-2's authors use.")  # fmt: skip
-        with gr.Tabs(elem_id="tabs"):
-            with gr.Tab("Review", id="review", elem_id="tab-review"):
-                review_summary = gr.Markdown(elem_id="review-summary")
-                with gr.Row(equal_height=False):
-                    accept_btn = gr.Button("✓ Accept ticked", size="sm", elem_id="accept-ticked")
-                    reject_btn = gr.Button("✗ Reject ticked", size="sm", elem_id="reject-ticked")
-                    pending_btn = gr.Button("Back to pending", size="sm", elem_id="pending-ticked")
-                    threshold = gr.Slider(0, 1, value=0.5, step=0.05, label="Confidence ≥", scale=2,
-                                          elem_id="threshold")  # fmt: skip
-                    unscored = gr.Checkbox(value=False, label="incl. unscored", elem_id="include-unscored")
-                    above_btn = gr.Button("Accept all pending above", size="sm", elem_id="accept-above")
-                review_table = gr.Dataframe(
-                    headers=REVIEW_HEADERS, datatype=REVIEW_TYPES, value=[], type="array", interactive=True,
-                    static_columns=[1, 2, 3, 5, 6], wrap=True, max_height=420,
-                    column_widths=["5%", "5%", "11%", "15%", "33%", "11%", "20%"], elem_id="review-table",
-                    label="Every region and text of every run on this image: tick rows, double-click a label to edit",
-                )  # fmt: skip
-            with gr.Tab("Teaching view", id="teaching", elem_id="tab-teaching"):
-                with gr.Row():
-                    teach_picker = gr.Dropdown([], label="Explain run", elem_id="teach-run", scale=3)
-                    grid = gr.Checkbox(value=False, label="Overlay the 1000-bin grid on the result image",
-                                       elem_id="grid-toggle", scale=2)  # fmt: skip
-                teach_md = gr.Markdown(elem_id="teach-md")
-                teach_tokens = gr.HighlightedText(label="Raw generated text (location tokens highlighted)",
-                                                  color_map=TOKEN_COLORS, combine_adjacent=False, show_legend=True,
-                                                  elem_id="teach-tokens")  # fmt: skip
-                teach_bins = gr.Dataframe(headers=BIN_HEADERS, value=[], label="Each region's bins → pixels",
-                                          interactive=False, max_height=360, elem_id="teach-bins")  # fmt: skip
-            with gr.Tab("Results JSON", id="json", elem_id="tab-json"):
-                results_json = gr.JSON(label="Latest result", elem_id="results-json")
-            with gr.Tab("Label Studio & export", id="labelstudio", elem_id="tab-labelstudio"):
-                try:
-                    from florence_ui.ui.labelstudio_tab import build as build_labelstudio
-                except ImportError:
-                    gr.Markdown("Label Studio and COCO / YOLO export are not installed in this build yet.")
-                else:
-                    build_labelstudio(state)
+                    with gr.Column(scale=1):
+                        annot = image_annotator(
+                            label="Image: upload, paste or pick an example; draw prompt boxes with Create box (C)",
+                            image_type="filepath",
+                            sources=["upload", "clipboard"],
+                            disable_edit_boxes=True,
+                            show_remove_button=True,
+                            boxes_alpha=0.15,
+                            box_min_size=4,
+                            height=460,
+                            elem_id="input-image",
+                        )
+                        box_hint_md = gr.Markdown(box_hint(UISession()), elem_id="box-hint")
+                        with gr.Row(equal_height=False):
+                            box_table = gr.Dataframe(headers=BOX_HEADERS, value=[], label="Prompt boxes (drawing order)",
+                                                     interactive=False, max_height=190, elem_id="box-table", scale=4)  # fmt: skip
+                            with gr.Column(scale=1, min_width=130):
+                                box_number = gr.Number(
+                                    value=1, label="Box #", precision=0, minimum=1, elem_id="box-number"
+                                )
+                                remove_btn = gr.Button("Remove box", size="sm", elem_id="remove-box")
+                                clear_btn = gr.Button("Clear boxes", size="sm", elem_id="clear-boxes")
+                        gr.Examples(
+                            examples=[[{"image": str(EXAMPLES_DIR / name), "boxes": []}] for name in EXAMPLES],
+                            inputs=[annot],
+                            label="Examples: click one (public-domain / CC0 photos from scikit-image)",
+                            examples_per_page=len(EXAMPLES),
+                            elem_id="examples",
+                        )
+                    with gr.Column(scale=1):
+                        result_image = gr.Image(label="Result (lossless PNG)", type="pil", format="png", interactive=False,
+                                                height=460, elem_id="result-image", buttons=["download", "fullscreen"])  # fmt: skip
+                        show = gr.Radio([(v, k) for k, v in SHOW_MODES.items()], value="latest", show_label=False,
+                                        container=False, elem_id="show-mode")  # fmt: skip
+                        status = gr.Markdown(EMPTY_STATUS, elem_id="status")
+                        answer = gr.Textbox(label="Answer", lines=2, max_lines=8, interactive=False, elem_id="answer")
+                        with gr.Accordion("Generation settings", open=False, elem_id="settings"):
+                            max_new = gr.Slider(1, MAX_TOKENS, value=settings.max_new_tokens, step=1, label="Max new tokens",
+                                                info="Answers longer than this are cut off (a warning says so).")  # fmt: skip
+                            beams = gr.Slider(1, 8, value=settings.num_beams, step=1, label="Beams",
+                                              info="1 = greedy (fastest); 3 is what Florence-2's authors use.")  # fmt: skip
+                with gr.Tabs(elem_id="tabs"):
+                    with gr.Tab("Review", id="review", elem_id="tab-review"):
+                        review_summary = gr.Markdown(elem_id="review-summary")
+                        with gr.Row(equal_height=False):
+                            accept_btn = gr.Button("✓ Accept ticked", size="sm", elem_id="accept-ticked")
+                            reject_btn = gr.Button("✗ Reject ticked", size="sm", elem_id="reject-ticked")
+                            pending_btn = gr.Button("Back to pending", size="sm", elem_id="pending-ticked")
+                            threshold = gr.Slider(0, 1, value=0.5, step=0.05, label="Confidence ≥", scale=2,
+                                                  elem_id="threshold")  # fmt: skip
+                            unscored = gr.Checkbox(value=False, label="incl. unscored", elem_id="include-unscored")
+                            above_btn = gr.Button("Accept all pending above", size="sm", elem_id="accept-above")
+                        with gr.Row(equal_height=True):
+                            gr.Markdown("This review lives in this browser tab only (a refresh loses it). To keep it, "
+                                        "open a workspace in the **Workspace** tab, then:", elem_id="keep-hint")  # fmt: skip
+                            keep_btn = gr.Button("Keep this image and its review in the open workspace", size="sm",
+                                                 elem_id="keep-in-workspace", scale=0, min_width=200)  # fmt: skip
+                        review_table = gr.Dataframe(
+                            headers=REVIEW_HEADERS, datatype=REVIEW_TYPES, value=[], type="array", interactive=True,
+                            static_columns=[1, 2, 3, 5, 6], wrap=True, max_height=420,
+                            column_widths=["5%", "5%", "11%", "15%", "33%", "11%", "20%"], elem_id="review-table",
+                            label="Every region and text of every run on this image: tick rows, double-click a label to edit",
+                        )  # fmt: skip
+                    with gr.Tab("Teaching view", id="teaching", elem_id="tab-teaching"):
+                        with gr.Row():
+                            teach_picker = gr.Dropdown([], label="Explain run", elem_id="teach-run", scale=3)
+                            grid = gr.Checkbox(value=False, label="Overlay the 1000-bin grid on the result image",
+                                               elem_id="grid-toggle", scale=2)  # fmt: skip
+                        teach_md = gr.Markdown(elem_id="teach-md")
+                        teach_tokens = gr.HighlightedText(label="Raw generated text (location tokens highlighted)",
+                                                          color_map=TOKEN_COLORS, combine_adjacent=False, show_legend=True,
+                                                          elem_id="teach-tokens")  # fmt: skip
+                        teach_bins = gr.Dataframe(headers=BIN_HEADERS, value=[], label="Each region's bins → pixels",
+                                                  interactive=False, max_height=360, elem_id="teach-bins")  # fmt: skip
+                    with gr.Tab("Results JSON", id="json", elem_id="tab-json"):
+                        results_json = gr.JSON(label="Latest result", elem_id="results-json")
+                    with gr.Tab("Label Studio & export", id="labelstudio", elem_id="tab-labelstudio"):
+                        try:
+                            from florence_ui.ui.labelstudio_tab import build as build_labelstudio
+                        except ImportError:
+                            gr.Markdown("Label Studio and COCO / YOLO export are not installed in this build yet.")
+                        else:
+                            build_labelstudio(state)
+            with gr.Tab("Workspace: review a dataset", id="workspace", elem_id="mode-workspace"):
+                build_workspace(state, engine, settings, modes)
         register_api(controller, state)
 
         page = SimpleNamespace(
@@ -213,7 +228,7 @@ def build_app(engine: FlorenceEngine, *, settings: GenerationSettings | None = N
             max_new=max_new, beams=beams, box_table=box_table, box_hint_md=box_hint_md, box_number=box_number,
             remove_btn=remove_btn, clear_btn=clear_btn, result_image=result_image, show=show, review_table=review_table,
             accept_btn=accept_btn, reject_btn=reject_btn, pending_btn=pending_btn, threshold=threshold,
-            unscored=unscored, above_btn=above_btn, grid=grid, teach_picker=teach_picker, teach_md=teach_md,
+            unscored=unscored, above_btn=above_btn, keep_btn=keep_btn, grid=grid, teach_picker=teach_picker, teach_md=teach_md,
             teach_tokens=teach_tokens, teach_bins=teach_bins,
             views=[result_image, status, answer, results_json, review_table, review_summary, teach_md, teach_tokens,
                    teach_bins, teach_picker],
@@ -370,6 +385,16 @@ def _wire(c: SimpleNamespace, controller: Controller) -> None:
     for button, value in ((c.accept_btn, ACCEPTED), (c.reject_btn, REJECTED), (c.pending_btn, PENDING)):
         button.click(status_action(value), [state, c.review_table], [state, *views], **light)
     c.above_btn.click(on_above, [state, c.threshold, c.unscored], [state, *views], **light)
+
+    def on_keep(session: UISession):
+        try:
+            message = keep_in_workspace(session)
+        except Exception as exc:  # noqa: BLE001 - a refusal is a warning; the Prompt page's review stays
+            return session, _warn(exc)
+        gr.Info(message.replace("**", ""), duration=6)
+        return session, message
+
+    c.keep_btn.click(on_keep, [state], [state, c.views[status_at]], **light)
     c.show.change(view_option("show"), [state, c.show], [state, c.result_image], **light)
     c.grid.change(view_option("grid"), [state, c.grid], [state, c.result_image], **light)
     teach_outputs = [state, c.teach_md, c.teach_tokens, c.teach_bins]

@@ -158,8 +158,30 @@ def on_refresh(session: Any, url: str | None, key: str | None, exposure: Exposur
     return session, f"{len(projects)} project(s).", _cleared_key(), gr.update(choices=_choices(projects))
 
 
+#: what the tab sends: the current image's review, or every reviewed image of the open workspace
+SCOPE_CHOICES = [("The current image (Prompt & review)", "image"),
+                 ("Every reviewed image of the open workspace", "workspace")]  # fmt: skip
+
+
+def scope_workspace(session: Any) -> Any:
+    """The open workspace when the tab's scope is "workspace", else None."""
+    if session.labelstudio.get("scope") != "workspace":
+        return None
+    from florence_ui.ui.workspace_view import require
+
+    if session.workspace is None or not session.workspace.name:
+        raise ValueError("No workspace is open: open one in the Workspace tab, or send the current image instead.")
+    return require(session.workspace)
+
+
 def current_items(session: Any) -> list[LabeledImage]:
-    """The accepted labels of the current image, or a ValueError saying what to do first."""
+    """The accepted labels of the current image (or of every reviewed workspace image), or a ValueError."""
+    ws = scope_workspace(session)
+    if ws is not None:
+        items = ws.labeled_images()
+        if not items:
+            raise ValueError(f"Workspace {ws.name!r} has no reviewed image yet: accept regions in the Workspace tab.")
+        return items
     if session.image is None:
         raise ValueError("Load an image and run a task first.")
     item = session.labeled_image()
@@ -238,7 +260,8 @@ def _label_map(rows: Any) -> dict[str, str]:
 
 
 def on_push(session: Any, url: str | None, key: str | None, mode: str, project: Any, title: str, missing: str,
-            mapping: Any, source: str, image_url: str | None, exposure: Exposure | None = None) -> tuple:  # fmt: skip
+            mapping: Any, source: str, image_url: str | None, progress: Any = None,
+            exposure: Exposure | None = None) -> tuple:  # fmt: skip
     """Push → (session, key box update, summary markdown, project dropdown update)."""
     remember_connection(session, url, key)
     dropdown = gr.skip()
@@ -256,8 +279,15 @@ def on_push(session: Any, url: str | None, key: str | None, mode: str, project: 
         elif project in (None, ""):
             raise ValueError("Pick a project (Test connection lists them) or choose “New project”.")
         session.labelstudio["project"] = int(project)
+        if source == "url" and len(items) > 1:
+            raise ValueError("One image URL cannot serve a whole workspace: choose to upload the images.")
+
+        def tick(done: int, total: int, name: str) -> None:
+            if callable(progress):
+                progress(done / max(total, 1), desc=f"Pushed {done} / {total} ({name})")
+
         report = push_images(settings, int(project), items, missing=missing or "ask", label_map=_label_map(mapping),
-                             image_url=image_url.strip() if source == "url" else None)  # fmt: skip
+                             image_url=image_url.strip() if source == "url" else None, progress=tick)  # fmt: skip
     except MissingInProject as exc:
         return session, _cleared_key(), f"> ⚠️ {exc.check.describe()}".replace("\n", "\n>\n> "), dropdown
     except LabelStudioError as exc:
@@ -285,15 +315,17 @@ def on_download(session: Any, fmt: str) -> tuple:
     """Download → (file paths, message). Written to a fresh temp dir per click."""
     try:
         items = current_items(session)
+        ws = scope_workspace(session)
+        classes = ws.export_classes() if ws is not None else None  # the label set numbers the classes
         out = Path(tempfile.mkdtemp(prefix=f"florence-ui-{fmt}-"))
         if fmt == "labelstudio":
             tasks = export_labelstudio_json(items, out / "labelstudio")
             files = [str(tasks), str(tasks.with_name("label_config.xml"))]
         elif fmt == "coco":
-            export_coco(items, out / "coco")
+            export_coco(items, out / "coco", classes=classes)
             files = [str(zip_dir(out / "coco"))]
         else:
-            export_yolo(items, out / "yolo")
+            export_yolo(items, out / "yolo", classes=classes)
             files = [str(zip_dir(out / "yolo"))]
     except Exception as exc:  # noqa: BLE001
         return gr.skip(), _fail(exc)
@@ -304,9 +336,10 @@ def on_download(session: Any, fmt: str) -> tuple:
 # ---- layout ---------------------------------------------------------------------------------------
 def build(session_state: gr.State) -> None:
     """Lay the tab out inside the caller's Blocks context and wire it to ``session_state``."""
-    gr.Markdown("Send the **accepted** regions of the current image to Label Studio as pre-annotations "
-                "(one task per image, one prediction), or download them. Pushing the same image again "
-                "updates its task.")  # fmt: skip
+    gr.Markdown("Send the **accepted** regions of the current image, or of every reviewed image of the open "
+                "workspace, to Label Studio as pre-annotations (one task per image, one prediction), or download "
+                "them. Pushing the same image again updates its task.")  # fmt: skip
+    scope = gr.Radio(SCOPE_CHOICES, value="image", label="What to send", elem_id="ls-scope")
     pinned = locked()  # the handlers check the lock again at each call; this only shows it
     with gr.Accordion("1 · Connection", open=True):
         with gr.Row():
@@ -369,6 +402,11 @@ def build(session_state: gr.State) -> None:
         return run
 
     on_test_, on_refresh_, on_check_, on_push_ = map(exposed, (on_test, on_refresh, on_check, on_push))
+    # gradio injects its live progress tracker where a parameter defaults to gr.Progress (one bar per image pushed)
+    push_signature = inspect.signature(on_push_)
+    on_push_.__signature__ = push_signature.replace(parameters=[
+        p.replace(default=gr.Progress()) if n == "progress" else p for n, p in push_signature.parameters.items()
+    ])  # fmt: skip
     test_btn.click(on_test_, conn, [session_state, conn_md, key, project], api_name="labelstudio_test", **hidden)
     refresh_btn.click(on_refresh_, conn, [session_state, conn_md, key, project], api_name="labelstudio_refresh",
                       **hidden)  # fmt: skip
@@ -376,6 +414,12 @@ def build(session_state: gr.State) -> None:
                     api_name="labelstudio_check", **hidden)  # fmt: skip
     push_btn.click(on_push_, [*conn, mode, project, title, missing, mapping, source, image_url],
                    [session_state, key, push_md, project], api_name="labelstudio_push", **hidden)  # fmt: skip
+
+    def on_scope(session: Any, value: str) -> Any:
+        session.labelstudio["scope"] = "workspace" if value == "workspace" else "image"
+        return session
+
+    scope.input(on_scope, [session_state, scope], [session_state], api_name="ls_scope", **hidden)
     for fmt, button in buttons.items():
         button.click(lambda s, f=fmt: on_download(s, f), [session_state], [files, dl_md], api_name=f"download_{fmt}",
                      **hidden)  # fmt: skip

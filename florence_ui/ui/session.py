@@ -17,6 +17,7 @@ from PIL import Image
 from florence_ui.core.images import image_identity
 from florence_ui.core.labels import LabeledImage
 from florence_ui.core.review import ReviewSession
+from florence_ui.ui.workspace_view import WorkspaceState
 
 #: how many earlier images' reviews one session keeps (results hold polygons, not masks; bounded all the same)
 MAX_ARCHIVED = 10
@@ -45,6 +46,8 @@ class UISession:
     teach_run: int | None = None
     #: the status line of the latest run (timings, warnings), kept to redraw the page
     status: str = ""
+    #: what this browser has open in the Workspace tab (plain data; the workspace itself is on disk)
+    workspace: WorkspaceState | None = None
 
     #: reviews of earlier images of this session, by image hash: going back to an image restores its work
     archive: OrderedDict[str, tuple[ReviewSession, list[Any]]] = field(default_factory=OrderedDict)

@@ -8,8 +8,11 @@ Pure Python (``sqlite3``) and the project's core types: no gradio, no torch.
 its migrations.
 """
 
-from florence_ui.workspace.store import SCHEMA_VERSION, data_dir, workspace_path
+from florence_ui.workspace.folders import IMAGE_EXTENSIONS, FolderScan, scan_folder
+from florence_ui.workspace.store import DATA_ENV, SCHEMA_VERSION, data_dir, workspace_names, workspace_path
 from florence_ui.workspace.workspace import (
+    AddReport,
+    DuplicateGroup,
     Event,
     ImageStatus,
     ImageSummary,
@@ -20,5 +23,6 @@ from florence_ui.workspace.workspace import (
     Workspace,
 )
 
-__all__ = ["SCHEMA_VERSION", "Event", "ImageStatus", "ImageSummary", "ImportReport", "LabelClass", "Progress",
-           "RegionRow", "Workspace", "data_dir", "workspace_path"]  # fmt: skip
+__all__ = ["DATA_ENV", "IMAGE_EXTENSIONS", "SCHEMA_VERSION", "AddReport", "DuplicateGroup", "Event", "FolderScan", "ImageStatus",
+           "ImageSummary", "ImportReport", "LabelClass", "Progress", "RegionRow", "Workspace", "data_dir",
+           "scan_folder", "workspace_names", "workspace_path"]  # fmt: skip

@@ -10,6 +10,12 @@ and foreign keys on. The schema is versioned with ``PRAGMA user_version`` and
 florence-ui upgrades it and a crash mid-upgrade leaves the last good version.
 A file newer than this code is refused rather than guessed at.
 
+A file that cannot be written (its permissions, a read-only folder or
+filesystem) is opened read-only instead (SQLite's ``mode=ro``, or
+``immutable=1`` where not even the WAL's shared-memory file can be made), so a
+labeller can still look and export; :class:`Store` says so and why, and the
+workspace refuses every write with a sentence instead of an ``sqlite3`` error.
+
 Where: ``$FLORENCE_UI_DATA/workspaces/<name>.sqlite3`` (default data folder:
 ``$XDG_DATA_HOME/florence-ui``, else ``~/.local/share/florence-ui``).
 """
@@ -20,6 +26,7 @@ import os
 import re
 import sqlite3
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from florence_ui.errors import WorkspaceError
@@ -96,9 +103,28 @@ CREATE INDEX runs_by_image ON runs(image_id);
 CREATE INDEX events_by_state ON events(state, id);
 """
 
+#: v3: where a class came from (a person's label set narrows what the model may add), lazy thumbnails, and a change
+#: counter that triggers keep (what a page polls to tell that another browser changed something)
+_V3 = """
+ALTER TABLE labels ADD COLUMN origin TEXT NOT NULL DEFAULT 'seen' CHECK (origin IN ('user', 'seen'));
+CREATE TABLE thumbnails (
+    image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    size INTEGER NOT NULL,                  -- the longest side, in pixels
+    data BLOB NOT NULL,                     -- JPEG bytes
+    PRIMARY KEY (image_id, size)
+);
+CREATE TABLE changes (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);
+INSERT INTO changes (id, n) VALUES (1, 0);
+""" + "".join(
+    f"CREATE TRIGGER {table}_{op.lower()}_counted AFTER {op} ON {table} "
+    "BEGIN UPDATE changes SET n = n + 1 WHERE id = 1; END;\n"
+    for table in ("images", "runs", "regions", "events", "labels")
+    for op in ("INSERT", "UPDATE", "DELETE")
+)
+
 Migration = str | Callable[[sqlite3.Connection], None]
 #: the schema's history, oldest first; never edit one that shipped, append a new one
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -121,44 +147,163 @@ def check_name(name: str) -> str:
     return name
 
 
+def workspace_names(root: str | Path | None = None) -> list[str]:
+    """The workspaces under the data folder (``root`` replaces it), by name: the page's picker, the CLI's hints."""
+    folder = Path(root or data_dir()) / "workspaces"
+    return sorted(p.stem for p in folder.glob("*.sqlite3") if NAME_RE.match(p.stem)) if folder.is_dir() else []
+
+
 def workspace_path(name: str, root: str | Path | None = None) -> Path:
     """``<data>/workspaces/<name>.sqlite3`` (``root`` replaces the data folder)."""
     return Path(root or data_dir()) / "workspaces" / f"{check_name(name)}.sqlite3"
 
 
-def connect(path: str | Path, migrations: Sequence[Migration] = MIGRATIONS) -> sqlite3.Connection:
+@dataclass
+class Store:
+    """An open workspace file: its connection, and whether (and why) it is read-only."""
+
+    conn: sqlite3.Connection
+    readonly: bool = False
+    #: why it is read-only, as a sentence ("its folder is not writable"); None when writable
+    reason: str | None = None
+
+
+def connect(path: str | Path, migrations: Sequence[Migration] = MIGRATIONS, *, readonly: bool = False,
+            busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:  # fmt: skip
     """Open (creating if need be) a workspace file, configured and migrated to ``len(migrations)``.
 
     Autocommit mode (``isolation_level=None``): the workspace opens its own
     ``BEGIN IMMEDIATE`` transactions, so a write takes the lock before it reads
     what it will change. Shared across the page's worker threads (the
-    :class:`~florence_ui.workspace.Workspace` serialises its calls).
+    :class:`~florence_ui.workspace.Workspace` serialises its calls). See
+    :func:`open_store` for the read-only fallback.
+    """
+    return open_store(path, migrations, readonly=readonly, busy_timeout_ms=busy_timeout_ms).conn
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why ``path`` cannot be written, checked up front (``access`` also sees a read-only filesystem), else None."""
+    if path.exists() and not os.access(path, os.W_OK):
+        return "the file is not writable"
+    if path.parent.is_dir() and not os.access(path.parent, os.W_OK):
+        return "its folder is not writable (SQLite needs it for the write-ahead log)"
+    return None
+
+
+def is_readonly_error(exc: sqlite3.Error) -> bool:
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")) or "readonly" in str(exc)
+
+
+def is_busy_error(exc: sqlite3.Error) -> bool:
+    """Another connection holds the write lock (``SQLITE_BUSY`` / "database is locked")."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in str(exc)
+
+
+def open_store(path: str | Path, migrations: Sequence[Migration] = MIGRATIONS, *, readonly: bool = False,
+               busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Store:  # fmt: skip
+    """Open a workspace file for writing, or read-only when asked or when it cannot be written.
+
+    Read-only (``readonly=True``, or the file / its folder / its filesystem not
+    writable) needs an existing file at the current schema version: an older
+    one cannot be upgraded without writing, so it is refused with what to do.
+    A damaged file and a file from a newer florence-ui are refused either way.
     """
     path = Path(path)
+    reason = "it was opened read-only" if readonly else _unwritable(path)
+    if reason is None:
+        try:
+            return Store(_open_writable(path, migrations, busy_timeout_ms))
+        except _ReadOnly as exc:
+            reason = str(exc)
+    if not path.is_file():
+        raise WorkspaceError(
+            f"Cannot open the workspace file {path}: it does not exist and cannot be created ({reason}). "
+            f"Set {DATA_ENV} to a writable folder, or open an existing workspace."
+        )
+    return Store(_open_readonly(path, migrations, busy_timeout_ms, reason), readonly=True, reason=reason)
+
+
+class _ReadOnly(WorkspaceError):
+    """Raised inside :func:`open_store` when SQLite finds the file unwritable only once it tries (caught there:
+    the file is then opened read-only; a WorkspaceError so that the package keeps one exception tree)."""
+
+
+def _damaged(path: Path, exc: Exception) -> WorkspaceError:
+    return WorkspaceError(
+        f"{path} is not a usable workspace file ({exc}): it is damaged or not a florence-ui workspace. "
+        f"Move it aside and open the workspace again to start afresh, or set {DATA_ENV} to another folder."
+    )
+
+
+def _configure(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    conn.execute("PRAGMA foreign_keys = ON")
+
+
+def _open_writable(path: Path, migrations: Sequence[Migration], busy_timeout_ms: int) -> sqlite3.Connection:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000)
     except (OSError, sqlite3.Error) as exc:
+        if path.is_file():
+            raise _ReadOnly(f"SQLite could not open it for writing ({exc})") from exc
         raise WorkspaceError(
             f"Cannot open the workspace file {path} ({exc}); check that its folder is writable "
             f"or set {DATA_ENV} to a folder that is."
         ) from exc
     try:
-        conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        _configure(conn, busy_timeout_ms)
         conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA foreign_keys = ON")
         migrate(conn, migrations, path)
     except sqlite3.DatabaseError as exc:
         conn.close()
-        raise WorkspaceError(
-            f"{path} is not a usable workspace file ({exc}): it is damaged or not a florence-ui workspace. "
-            f"Move it aside and open the workspace again to start afresh, or set {DATA_ENV} to another folder."
-        ) from exc
-    except WorkspaceError:
+        if isinstance(exc, sqlite3.OperationalError) and is_readonly_error(exc) and path.is_file():
+            raise _ReadOnly(f"SQLite cannot write it ({exc})") from exc
+        if isinstance(exc, sqlite3.OperationalError) and is_busy_error(exc):
+            raise WorkspaceError(
+                f"The workspace file {path} is locked by another program ({exc}) and needs a moment of writing to be "
+                "opened (its schema is being upgraded); try again, or close the other florence-ui using it."
+            ) from exc
+        raise _damaged(path, exc) from exc
+    except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _open_readonly(path: Path, migrations: Sequence[Migration], busy_timeout_ms: int, reason: str
+                   ) -> sqlite3.Connection:  # fmt: skip
+    """``mode=ro``; where even that fails (no WAL index can be made), ``immutable=1``: a snapshot nobody writes."""
+    last: Exception | None = None
+    for query in ("mode=ro", "mode=ro&immutable=1"):
+        conn = None
+        try:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?{query}", uri=True, isolation_level=None,
+                                   check_same_thread=False, timeout=busy_timeout_ms / 1000)  # fmt: skip
+            _configure(conn, busy_timeout_ms)
+            current, known = schema_version(conn), len(migrations)
+        except sqlite3.DatabaseError as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, sqlite3.OperationalError) and is_readonly_error(exc):
+                last = exc
+                continue
+            raise _damaged(path, exc) from exc
+        if current > known:
+            conn.close()
+            migrate_refusal(path, current, known)
+        if current < known:
+            conn.close()
+            raise WorkspaceError(
+                f"The workspace file {path} has schema version {current} and must be upgraded to {known} before "
+                f"this florence-ui can read it, but it is read-only ({reason}). Open it once where it is writable, "
+                f"or copy it to a writable folder and set {DATA_ENV} there."
+            )
+        return conn
+    raise WorkspaceError(f"Cannot open the workspace file {path} even read-only ({last}); check its permissions.")
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
@@ -174,10 +319,7 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIO
     known = len(migrations)
     current = schema_version(conn)
     if current > known:
-        raise WorkspaceError(
-            f"The workspace file {path} has schema version {current}, newer than this florence-ui knows "
-            f"({known}); upgrade florence-ui (pip install -U florence-ui) to open it."
-        )
+        migrate_refusal(path, current, known)
     for number in range(current + 1, known + 1):
         step = migrations[number - 1]
         conn.execute("BEGIN IMMEDIATE")
@@ -196,6 +338,14 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIO
             conn.execute("ROLLBACK")
             raise
     return schema_version(conn)
+
+
+def migrate_refusal(path: object, current: int, known: int) -> None:
+    """Refuse a file written by a newer florence-ui (raises)."""
+    raise WorkspaceError(
+        f"The workspace file {path} has schema version {current}, newer than this florence-ui knows "
+        f"({known}); upgrade florence-ui (pip install -U florence-ui) to open it."
+    )
 
 
 def _statements(script: str) -> list[str]:

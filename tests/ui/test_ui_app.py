@@ -29,17 +29,18 @@ def endpoints(demo: gr.Blocks) -> dict[str, str]:
 def test_page_has_the_tabs_and_documented_endpoints(engine, monkeypatch):
     monkeypatch.setitem(sys.modules, "florence_ui.ui.labelstudio_tab", None)  # not built yet → placeholder
     demo = build_app(engine, settings=GenerationSettings(16, 1))
-    assert tab_labels(demo) == ["Review", "Teaching view", "Results JSON", "Label Studio & export"]
+    assert tab_labels(demo) == ["Prompt & review one image", "Review", "Teaching view", "Results JSON",
+                                "Label Studio & export", "Workspace: review a dataset"]  # fmt: skip
     names = endpoints(demo)
-    for name in ("run_task", "caption_and_ground", "review", "review_update", "review_relabel",
-                 "review_accept_above", "teaching", "tasks"):  # fmt: skip
+    documented = ("run_task", "caption_and_ground", "review", "review_update", "review_relabel",
+                  "review_accept_above", "teaching", "tasks", "workspace_open")  # fmt: skip
+    for name in documented:
         assert names[name] == "public", name
     # the page's own events are callable but kept out of the API docs
-    assert {v for k, v in names.items() if k not in ("run_task", "caption_and_ground", "review", "review_update",
-            "review_relabel", "review_accept_above", "teaching", "tasks")} <= {"undocumented", "private"}  # fmt: skip
+    assert {v for k, v in names.items() if k not in documented} <= {"undocumented", "private"}
     header = next(b for b in demo.blocks.values() if isinstance(b, gr.Markdown) and b.elem_id == "header")
     assert engine.model_id in header.value and "cpu" in header.value and "float32" in header.value
-    states = [b for b in demo.blocks.values() if isinstance(b, gr.State)]
+    states = [b for b in demo.blocks.values() if isinstance(b, gr.State) and not isinstance(b, gr.BrowserState)]
     assert len(states) == 1
 
 
