@@ -4,6 +4,8 @@ serve     the web app (same options as ``app.py``; see :mod:`florence_ui.ui.serv
 predict   images/folders → results.jsonl (local or on Ray; resumable, loss-free)
 export    results.jsonl, or a workspace's review (--workspace), → COCO / YOLO / Label Studio import JSON
 push      results.jsonl, or a workspace's review (--workspace), → a Label Studio project (same code path as the UI)
+pull      a Label Studio project's human-final annotations → COCO / YOLO / JSONL, and the model-assisted report
+ml-backend Florence-2 as a Label Studio ML backend (pre-annotation and smart tools; see :mod:`florence_ui.labelstudio.backend`)
 workspace a durable review store: import results.jsonl, status, export (see :mod:`florence_ui.workspace`)
 download  a checkpoint into a folder for offline use
 tasks     the task catalogue
@@ -305,6 +307,51 @@ def _project_id(conn: Any, project: str, items: list) -> tuple[int, bool]:
     return create_project(conn, project, items), True
 
 
+# ---- pull ----------------------------------------------------------------------------------------
+def cmd_pull(args: argparse.Namespace) -> int:
+    """A project's human-final annotations → COCO / YOLO / JSONL, and the model-assisted labelling report.
+
+    Whose key goes where is :func:`florence_ui.labelstudio.access.decide`'s rule, as in the page: the key
+    of ``LABEL_STUDIO_API_KEY`` only goes to ``LABEL_STUDIO_URL``; another ``--url`` needs ``--api-key``.
+    """
+    from florence_ui.export import datasets as export
+    from florence_ui.labelstudio import pull
+    from florence_ui.labelstudio.access import Exposure, decide_from_env
+    from florence_ui.labelstudio.client import Connection, LabelStudioError, LSSettings
+    from florence_ui.labelstudio.report import build_report
+
+    out = Path(args.out)
+    try:
+        target = decide_from_env(args.url, args.api_key, exposure=Exposure())
+        if not target.api_key:
+            raise UsageError("pull needs an API key: --api-key or LABEL_STUDIO_API_KEY (for LABEL_STUDIO_URL)")
+        conn = Connection.of(LSSettings.from_env(url=target.url, api_key=target.api_key))
+        project = pull.resolve_project(conn, args.project)
+        tasks = pull.export_tasks(conn, project)
+        data_key, classes = pull.project_fields(conn, project)
+        finals = pull.final_tasks(tasks, data_key)
+        if args.format == "jsonl":
+            written = pull.write_jsonl(finals, out / "annotations.jsonl")
+            exported, left_out = len(finals), []
+        else:
+            items, left_out = pull.labeled_images(conn, finals)
+            writer = export.export_coco if args.format == "coco" else export.export_yolo
+            written, exported = writer(items, out, classes=classes), len(items)
+    except LabelStudioError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot write the export into {out}: {exc}") from exc
+    for why in left_out:
+        _err(f"warning: left out {why}")
+    report = build_report(tasks, args.model_version)
+    report_json, chart = report.write(out)
+    regions = sum(len(t.regions) for t in finals)
+    print(report.table())
+    print(f"Pulled {exported} annotated image(s), {regions} final region(s) of project {project} as {args.format} "
+          f"→ {written}; report → {report_json}, {chart}")  # fmt: skip
+    return EXIT_FAILURES if left_out else EXIT_OK
+
+
 # ---- workspace -----------------------------------------------------------------------------------
 def _workspace(args: argparse.Namespace) -> Any:
     """The named workspace under ``FLORENCE_UI_DATA``; its errors become usage errors (exit 2)."""
@@ -344,6 +391,80 @@ def cmd_workspace_status(args: argparse.Namespace) -> int:
 def cmd_workspace_export(args: argparse.Namespace) -> int:
     """``workspace export`` is ``export --workspace``: one code path, so both number the classes alike."""
     return cmd_export(args)
+
+
+# ---- ml-backend ----------------------------------------------------------------------------------
+#: the Florence-2 options ``ml-backend`` shares with ``serve`` (defined once: :func:`florence_ui.ui.serve.add_model_arguments`)
+ENGINE_OPTIONS = ("model", "revision", "device", "dtype", "max_new_tokens", "num_beams")
+BASIC_AUTH_ENV = "FLORENCE_UI_ML_BASIC_AUTH"
+
+
+def _engine_args(p: argparse.ArgumentParser) -> None:
+    """``serve``'s model and generation options on ``p``: one definition, so the two cannot drift apart."""
+    from florence_ui.ui.serve import add_model_arguments
+
+    add_model_arguments(p)
+
+
+def _basic_auth(text: str | None) -> tuple[str, str] | None:
+    """``USER:PASSWORD`` (the flag, else ``FLORENCE_UI_ML_BASIC_AUTH``) → the pair; empty: no authentication."""
+    text = (text if text is not None else os.environ.get(BASIC_AUTH_ENV, "")).strip()
+    if not text:
+        return None
+    user, sep, password = text.partition(":")
+    if not sep or not user.strip() or not password:
+        raise UsageError(f"--basic-auth (or ${BASIC_AUTH_ENV}) takes USER:PASSWORD, both non-empty, e.g. "
+                         "labeller:s3cret; connect the backend in Label Studio with Basic Authentication and the "
+                         "same user and password")  # fmt: skip
+    return user.strip(), password
+
+
+def cmd_ml_backend(args: argparse.Namespace) -> int:
+    """Serve Florence-2 to Label Studio until stopped (:func:`florence_ui.labelstudio.backend.serve`).
+
+    The Label Studio key follows :func:`florence_ui.labelstudio.access.decide`'s rule, as ``pull`` does: the
+    key of ``LABEL_STUDIO_API_KEY`` only goes to ``LABEL_STUDIO_URL``; another ``--ls-url`` needs ``--api-key``.
+    Every argument is checked before the model loads, so a typo costs no minutes of loading.
+    """
+    from florence_ui.core.limits import LimitsError, current
+    from florence_ui.errors import LabelStudioError
+    from florence_ui.labelstudio import backend
+    from florence_ui.labelstudio.access import Exposure, decide_from_env, is_loopback_host
+    from florence_ui.labelstudio.backend_images import ImageSource
+    from florence_ui.model.engine import FlorenceEngine, GenerationSettings, InputError
+
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port takes 1..65535, got {args.port}")
+    if args.max_waiting < 0:
+        raise UsageError(
+            f"--max-waiting takes 0 or more (requests queued behind the running one), got {args.max_waiting}"
+        )
+    auth = _basic_auth(args.basic_auth)
+    try:
+        settings = GenerationSettings(args.max_new_tokens, args.num_beams).checked()
+        current()  # a malformed FLORENCE_UI_* limit stops the start, not every later request
+    except (InputError, LimitsError) as exc:
+        raise UsageError(str(exc)) from exc
+    try:
+        # the operator's own Label Studio (not a visitor's URL): no public-address check, as for pull
+        target = decide_from_env(args.url, args.api_key, exposure=Exposure())
+        ImageSource.of(target.url, target.api_key, args.allow_host)  # the URL and the allowed hosts, checked now
+    except LabelStudioError as exc:
+        raise UsageError(str(exc)) from None
+    if not target.api_key:
+        _err(f"warning: no Label Studio API key: images stored in Label Studio at {target.url} will be refused; "
+             "give --api-key or LABEL_STUDIO_API_KEY (for LABEL_STUDIO_URL)")  # fmt: skip
+    if auth is None and not is_loopback_host(args.host):
+        _err(f"warning: listening on {args.host} without --basic-auth: anyone who reaches this port can run "
+             "Florence-2 here")  # fmt: skip
+    _err(f"Loading Florence-2 '{args.model}' (device {args.device}, dtype {args.dtype})…")
+    engine = FlorenceEngine.from_pretrained(args.model, revision=args.revision, device=args.device,
+                                            dtype=args.dtype)  # fmt: skip
+    _err(f"model: {engine.describe()}; images from Label Studio at {target.url}")
+    backend.serve(engine, host=args.host, port=args.port, ls_url=target.url, ls_api_key=target.api_key,
+                  allowed_hosts=tuple(args.allow_host), basic_auth=auth,
+                  settings=backend.BackendSettings(generation=settings, max_waiting=args.max_waiting))  # fmt: skip
+    return EXIT_OK
 
 
 # ---- serve ---------------------------------------------------------------------------------------
@@ -476,6 +597,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _model_args(p, None, parse_help)
     p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("pull", help="a Label Studio project's final annotations → COCO / YOLO / JSONL + report")
+    p.add_argument("--url", default=None, help="Label Studio URL (default: $LABEL_STUDIO_URL)")
+    p.add_argument(
+        "--api-key",
+        default=None,
+        help="API token for --url; default $LABEL_STUDIO_API_KEY, which is only sent to $LABEL_STUDIO_URL",
+    )
+    p.add_argument("--project", required=True, help="project id or exact title (never created)")
+    p.add_argument("--format", required=True, choices=("coco", "yolo", "jsonl"))
+    p.add_argument("--out", required=True, help="output folder (the dataset, report.json, report.png)")
+    p.add_argument(
+        "--model-version",
+        default=None,
+        help="compare predictions of this model@revision only (default: any Florence-2 prediction)",
+    )
+    p.set_defaults(func=cmd_pull)
+
+    p = sub.add_parser("ml-backend", help="serve Florence-2 as a Label Studio ML backend (/health /setup /predict "
+                       "/webhook)", formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+    _engine_args(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 to serve the network)")
+    p.add_argument("--port", type=int, default=9090, help="port (9090 is what Label Studio suggests for ML backends)")
+    p.add_argument("--ls-url", "--url", dest="url", default=None,
+                   help="the Label Studio whose task images are read; None: $LABEL_STUDIO_URL")  # fmt: skip
+    p.add_argument("--api-key", default=None,
+                   help="API token for --ls-url; None: $LABEL_STUDIO_API_KEY, which is only sent to $LABEL_STUDIO_URL")  # fmt: skip
+    p.add_argument("--allow-host", action="append", default=[], metavar="HOST_OR_ORIGIN",
+                   help="also read task images from this host (no key is sent there); repeatable")  # fmt: skip
+    p.add_argument("--basic-auth", default=None, metavar="USER:PASSWORD",
+                   help=f"require HTTP basic auth; None: ${BASIC_AUTH_ENV} (which keeps it out of `ps`), unset: none")  # fmt: skip
+    from florence_ui.labelstudio.backend import DEFAULT_MAX_WAITING
+
+    p.add_argument("--max-waiting", type=int, default=DEFAULT_MAX_WAITING,
+                   help="requests queued behind the running one; more are answered 503")  # fmt: skip
+    p.set_defaults(func=cmd_ml_backend)
 
     p = sub.add_parser("workspace", help="a durable review store ($FLORENCE_UI_DATA): import, status, export")
     ws_sub = p.add_subparsers(dest="workspace_command", required=True, metavar="ACTION")

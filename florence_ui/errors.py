@@ -22,6 +22,7 @@ The tree (``tests/core/test_errors.py`` checks this drawing against the classes)
     ├── ResultsFileError (ValueError)
     ├── LabelStudioError (RuntimeError)
     │   ├── AccessRefused
+    │   ├── ImageRefused
     │   ├── MissingInProject (ValueError)
     │   └── LabelStudioServerError
     ├── WorkspaceError (RuntimeError)
@@ -64,6 +65,10 @@ Who raises each, and what the person sees:
   address on a public app, the URL locked, a key bound to another server);
   nothing was sent. Raised by :mod:`florence_ui.labelstudio.access`; shown like
   any ``LabelStudioError``.
+- ``ImageRefused``: a task's image URL the ML backend will not read (another
+  host or scheme than the configured Label Studio and its allowed hosts);
+  nothing was requested. Raised by :mod:`florence_ui.labelstudio.backend_images`;
+  the task gets no prediction and the refusal is logged.
 - ``MissingInProject``: the project's labeling config cannot hold some of our
   regions; ``check`` holds what is missing and the person chooses (add, map or
   leave out). Raised by ``labelstudio.convert.to_prediction`` before anything is

@@ -246,3 +246,10 @@ GROUNDING_TASK: Task = TASKS_BY_TOKEN["<CAPTION_TO_PHRASE_GROUNDING>"]
 DETECT_TASK: Task = TASKS_BY_TOKEN["<OPEN_VOCABULARY_DETECTION>"]
 #: the task that names what is inside a box: the workspace's "name the selected region"
 NAME_REGION_TASK: Task = TASKS_BY_TOKEN["<REGION_TO_CATEGORY>"]
+#: the ML backend's picks for a labelling config's controls (``labelstudio/backend_config.py``)
+DETAILED_CAPTION_TASK: Task = TASKS_BY_TOKEN["<MORE_DETAILED_CAPTION>"]
+OCR_TASK: Task = TASKS_BY_TOKEN["<OCR>"]
+OCR_REGIONS_TASK: Task = TASKS_BY_TOKEN["<OCR_WITH_REGION>"]
+REFERRING_SEGMENT_TASK: Task = TASKS_BY_TOKEN["<REFERRING_EXPRESSION_SEGMENTATION>"]
+#: what a smart-tool box gets in a project that draws polygons
+REGION_SEGMENT_TASK: Task = TASKS_BY_TOKEN["<REGION_TO_SEGMENTATION>"]

@@ -96,6 +96,11 @@ def _base_env(data_dir: Path) -> dict[str, str]:
         LABEL_STUDIO_BASE_DATA_DIR=str(data_dir),
         LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN="true",
         LATEST_VERSION_CHECK="false",
+        # This Label Studio serves 127.0.0.1 and its ML backend (`florence-ui ml-backend`) runs on a local address
+        # too: Label Studio refuses to connect an ML backend there otherwise ("URL resolves to a reserved network
+        # address"). The first checks the backend URL, the second the webhook that connecting a backend creates.
+        ML_BLOCK_LOCAL_IP="false",
+        SSRF_PROTECTION_ENABLED="false",
         COLLECT_ANALYTICS="false",
         SENTRY_DSN="",
         FRONTEND_SENTRY_DSN="",

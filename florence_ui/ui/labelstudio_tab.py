@@ -333,6 +333,27 @@ def on_download(session: Any, fmt: str) -> tuple:
     return files, f"{fmt.upper() if fmt != 'labelstudio' else 'Label Studio JSON'}: {regions} region(s) exported."
 
 
+def on_report(session: Any, url: str | None, key: str | None, project: Any,
+              exposure: Exposure | None = None) -> tuple:  # fmt: skip
+    """Model-assisted labelling report → (session, key box update, table markdown, chart PNG path).
+
+    The project is the "Existing project" picked above; the connection is the tab's (same access rule as
+    every other button). The report and chart are written to a fresh temp dir per click.
+    """
+    from florence_ui.labelstudio.pull import project_report
+
+    remember_connection(session, url, key)
+    try:
+        if project in (None, ""):
+            raise ValueError("Pick the project to report on (Test connection lists them).")
+        report = project_report(settings_of(session, exposure), int(project))
+        _, chart = report.write(Path(tempfile.mkdtemp(prefix="florence-ui-report-")))
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a message
+        return session, _cleared_key(), _fail(exc), None
+    head = f"**Project {project}** — Florence-2 regions after human review (per-image time saved is not estimated)"
+    return session, _cleared_key(), f"{head}\n\n{report.markdown()}", str(chart)
+
+
 # ---- layout ---------------------------------------------------------------------------------------
 def build(session_state: gr.State) -> None:
     """Lay the tab out inside the caller's Blocks context and wire it to ``session_state``."""
@@ -378,6 +399,13 @@ def build(session_state: gr.State) -> None:
                        (("labelstudio", "Label Studio JSON"), ("coco", "COCO (zip)"), ("yolo", "YOLO (zip)"))}  # fmt: skip
         files = gr.File(label="Files", file_count="multiple", interactive=False, elem_id="ls-files")
         dl_md = gr.Markdown(elem_id="ls-download-result")
+    with gr.Accordion("Model-assisted labelling report", open=False):
+        gr.Markdown("For the **existing project** picked above: how many Florence-2 regions reviewers kept, edited "
+                    "(moved or relabelled), deleted, and how many they added; precision and recall of the "
+                    "predictions against the final labels at IoU 0.5.")  # fmt: skip
+        report_btn = gr.Button("Compute the report", elem_id="ls-report")
+        report_md = gr.Markdown(elem_id="ls-report-result")
+        report_chart = gr.Image(label="Per class", type="filepath", interactive=False, elem_id="ls-report-chart")
 
     # "undocumented", not Gradio's default "public": the browser saves the inputs of every public event in its
     # run history (localStorage, optionally synced to a Hugging Face bucket), and the key box is one of our
@@ -401,7 +429,8 @@ def build(session_state: gr.State) -> None:
         run.__name__, run.__doc__ = handler.__name__, handler.__doc__
         return run
 
-    on_test_, on_refresh_, on_check_, on_push_ = map(exposed, (on_test, on_refresh, on_check, on_push))
+    on_test_, on_refresh_, on_check_, on_push_, on_report_ = map(exposed, (on_test, on_refresh, on_check, on_push,
+                                                                       on_report))  # fmt: skip
     # gradio injects its live progress tracker where a parameter defaults to gr.Progress (one bar per image pushed)
     push_signature = inspect.signature(on_push_)
     on_push_.__signature__ = push_signature.replace(parameters=[
@@ -414,6 +443,9 @@ def build(session_state: gr.State) -> None:
                     api_name="labelstudio_check", **hidden)  # fmt: skip
     push_btn.click(on_push_, [*conn, mode, project, title, missing, mapping, source, image_url],
                    [session_state, key, push_md, project], api_name="labelstudio_push", **hidden)  # fmt: skip
+
+    report_btn.click(on_report_, [*conn, project], [session_state, key, report_md, report_chart],
+                     api_name="labelstudio_report", **hidden)  # fmt: skip
 
     def on_scope(session: Any, value: str) -> Any:
         session.labelstudio["scope"] = "workspace" if value == "workspace" else "image"

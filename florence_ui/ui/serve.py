@@ -29,8 +29,8 @@ DESCRIPTION = ("Florence-2 UI: run every Florence-2 task on an image, draw boxes
                "teach how <loc_N> tokens become pixels.")  # fmt: skip
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The app's options, on ``parser`` (``app.py``'s own, or the ``serve`` subcommand of ``florence-ui``)."""
+def add_model_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The model and generation options every server of the model shares (the app, ``florence-ui ml-backend``)."""
     from florence_ui.model.engine import MAX_NEW_TOKENS_LIMIT
     from florence_ui.model.loading import DEVICES, DTYPES, MODEL_ALIASES
 
@@ -44,12 +44,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         choices=DTYPES,
         help="auto = float16 on CUDA, bfloat16 on CPUs with native bf16, else float32; int8 = quantised (CPU, opt-in)",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 to serve the network)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)), help="port")
-    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     parser.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS_LIMIT,
                         help=f"default answer length limit, 1..{MAX_NEW_TOKENS_LIMIT}")  # fmt: skip
     parser.add_argument("--num-beams", type=int, default=3, help="default beam count, 1 (greedy) .. 8")
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The app's options, on ``parser`` (``app.py``'s own, or the ``serve`` subcommand of ``florence-ui``)."""
+    add_model_arguments(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 to serve the network)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)), help="port")
+    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     parser.add_argument("--no-labelstudio", action="store_true",
                         help="don't start a local Label Studio when LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY are unset")  # fmt: skip
     return parser

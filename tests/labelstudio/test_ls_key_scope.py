@@ -53,7 +53,8 @@ def every_handler(session, url: str, key: str) -> list[str]:
     """Test, ↻, check (an existing project) and push through the tab's handlers; their messages."""
     return [tab.on_test(session, url, key)[1], tab.on_refresh(session, url, key)[1],
             tab.on_check(session, url, key, tab.EXISTING, 1)[2],
-            tab.on_push(session, url, key, tab.NEW, None, "scope", "add", [], "upload", "")[2]]  # fmt: skip
+            tab.on_push(session, url, key, tab.NEW, None, "scope", "add", [], "upload", "")[2],
+            tab.on_report(session, url, key, 1)[2]]  # fmt: skip
 
 
 @pytest.mark.labelstudio
@@ -168,7 +169,8 @@ def route_calls(url: str, key: str, project: int | None = None) -> dict[str, tup
     """Every route that reaches Label Studio, with arguments that make it try (check: an existing project)."""
     return {"/labelstudio_test": (url, key), "/labelstudio_refresh": (url, key),
             "/labelstudio_check": (url, key, tab.EXISTING, project),
-            "/labelstudio_push": (url, key, tab.NEW, None, "scope", "add", NO_MAPPING, "upload", "")}  # fmt: skip
+            "/labelstudio_push": (url, key, tab.NEW, None, "scope", "add", NO_MAPPING, "upload", ""),
+            "/labelstudio_report": (url, key, project)}  # fmt: skip
 
 
 @pytest.mark.labelstudio
@@ -195,7 +197,7 @@ def test_every_api_route_and_the_page_keep_the_key_home(space_app, labelstudio_s
                                       (attacker.url.replace("127.0.0.1", "[::ffff:127.0.0.1]"), VISITOR_KEY, PRIVATE)):  # fmt: skip
             for route, args in route_calls(url, key, project).items():
                 out = client.predict(*args, api_name=route)  # the session state is not among the outputs
-                text = out[1] if route in ("/labelstudio_check", "/labelstudio_push") else out[0]
+                text = out[1] if route in ("/labelstudio_check", "/labelstudio_push", "/labelstudio_report") else out[0]
                 assert expect_text in text, (route, text)
         with chromium_page(1400, 1200) as page:
             page.set_default_timeout(60_000)
