@@ -10,7 +10,6 @@ calls.
 
 from __future__ import annotations
 
-import logging
 import warnings
 from collections.abc import Callable
 from functools import cache
@@ -39,6 +38,7 @@ from florence_ui.ui.controller import (
     task_choices,
     task_help,
 )
+from florence_ui.ui.notify import warn
 from florence_ui.ui.session import UISession
 from florence_ui.ui.views import (
     BIN_HEADERS,
@@ -54,7 +54,6 @@ from florence_ui.ui.workspace_tab import CSS as WORKSPACE_CSS
 from florence_ui.ui.workspace_tab import build as build_workspace
 from florence_ui.ui.workspace_view import keep_in_workspace
 
-log = logging.getLogger(__name__)
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 #: bundled photos, see examples/LICENSES.md: a vehicle scene, an animal, objects, a page of text, a person
 EXAMPLES = ["rocket.jpg", "chelsea_cat.jpg", "coffee.jpg", "page.png", "astronaut.jpg"]
@@ -79,15 +78,7 @@ EXPECTED = (InputError, ImageLoadError, WorkspaceError, ValueError, KeyError)
 
 
 def _warn(exc: BaseException) -> str:
-    if isinstance(exc, KeyError):
-        message = str(exc.args[0]) if exc.args else "Not found"
-    elif isinstance(exc, EXPECTED):
-        message = str(exc)
-    else:
-        log.exception("Unexpected error in a UI handler")
-        message = f"Something went wrong ({type(exc).__name__}: {exc}). Your session is kept; try again."
-    gr.Warning(message, duration=6)  # also written into the status line, so the toast can go soon
-    return f"> ⚠️ {message}"
+    return warn(exc, EXPECTED)
 
 
 @cache

@@ -13,7 +13,6 @@ button, a card, a label picked, a click on the image or a keyboard shortcut: one
 from __future__ import annotations
 
 import functools
-import logging
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -24,15 +23,14 @@ import gradio as gr
 from gradio_image_annotation import image_annotator
 
 from florence_ui.core import limits
-from florence_ui.core.images import open_image
 from florence_ui.core.tasks import DEFAULT_TASK, NAME_REGION_TASK, TASKS, InputKind, get_task
 from florence_ui.errors import ConflictError, FlorenceUIError, InputError, WorkspaceError
 from florence_ui.export.datasets import export_coco, export_labelstudio_json, export_yolo, zip_dir
 from florence_ui.ui import workspace_view as view
+from florence_ui.ui.notify import warn
 from florence_ui.ui.session import UISession
 from florence_ui.workspace import workspace_names
 
-log = logging.getLogger(__name__)
 #: the BrowserState's key: the last workspace this browser opened (a name, nothing secret: a fixed key and
 #: secret so that it survives a server restart, which a random one would not)
 BROWSER_KEY = "florence-ui-workspace"
@@ -129,15 +127,7 @@ DIRTY_JS = "(v) => { window.__wsDirty = true; return v; }"
 
 
 def _message(exc: BaseException) -> str:
-    if isinstance(exc, KeyError):
-        text = str(exc.args[0]) if exc.args else "Not found"
-    elif isinstance(exc, EXPECTED):
-        text = str(exc)
-    else:
-        log.exception("Unexpected error in a workspace handler")
-        text = f"Something went wrong ({type(exc).__name__}: {exc}). Nothing saved was lost; try again."
-    gr.Warning(text, duration=8 if isinstance(exc, ConflictError) else 6)
-    return f"> ⚠️ {text}"
+    return warn(exc, EXPECTED, kept="Nothing saved was lost", duration=8 if isinstance(exc, ConflictError) else 6)
 
 
 def _ws_state(session: UISession) -> view.WorkspaceState:
@@ -369,9 +359,6 @@ def _wire(p: SimpleNamespace, state: gr.State, browser: gr.BrowserState, engine:
         return (f"Merged duplicates: {n} box(es) folded into the ones kept (Undo brings them back)." if n
                 else "No duplicates on this image (same label and IoU ≥ 0.7 across runs)."), True  # fmt: skip
 
-    def image_of(ws: Any, image_id: int) -> Any:
-        return open_image(view.image_file(ws, image_id))
-
     def do_run(session: UISession, token: str, prompt: str | None, progress=gr.Progress()) -> tuple[str, bool]:  # noqa: B008
         st = _ws_state(session)
         ws = view.require(st)
@@ -381,7 +368,7 @@ def _wire(p: SimpleNamespace, state: gr.State, browser: gr.BrowserState, engine:
         if spec.needs_text and not (prompt or "").strip():
             raise InputError(f"{spec.name} needs a text prompt, e.g. “{spec.text_hint}”.")
         progress(0.2, desc=f"Florence-2: {spec.name}…")
-        result = engine.run(image_of(ws, st.image_id), spec.token, prompt if spec.needs_text else None,
+        result = engine.run(ws.image_pil(st.image_id), spec.token, prompt if spec.needs_text else None,
                             settings=settings)  # fmt: skip
         ids = ws.add_result(st.image_id, result, settings=settings)
         extra = f" Answer: {result.text}" if result.text and not ids else ""
@@ -413,7 +400,7 @@ def _wire(p: SimpleNamespace, state: gr.State, browser: gr.BrowserState, engine:
             raise WorkspaceError("Select a region first (click its card or box, or press J).")
         region = ws.region(st.selected)
         progress(0.3, desc="Florence-2: naming the region…")
-        result = engine.run(image_of(ws, region.image_id), NAME_TASK, None, [list(region.xyxy)], settings=settings)
+        result = engine.run(ws.image_pil(region.image_id), NAME_TASK, None, [list(region.xyxy)], settings=settings)
         rows = result.regions()
         answer = " ".join(str(rows[0]["label"] if rows else result.text or "").split())
         if not answer:
