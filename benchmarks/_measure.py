@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import ssl
 import statistics
 import sys
 import time
@@ -207,7 +208,9 @@ class AppClient:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         self.demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-        self.client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        # one TLS context for every call: gradio_client otherwise builds ~3 per call even for http://127.0.0.1
+        # (~66 ms of the client's own, measured by benchmarks/bench_app_overhead.py), which is not the app's time
+        self.client = Client(f"http://127.0.0.1:{port}/", verbose=False, ssl_verify=ssl.create_default_context())
         self.tokens, self.beams = tokens, beams
         self.engine_s: list[float] = []
 

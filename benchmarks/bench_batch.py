@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))  # tiny_florence: the offline checkpoint builder
 sys.path.insert(0, str(ROOT))
 
 from florence_ui import FlorenceEngine, GenerationSettings  # noqa: E402

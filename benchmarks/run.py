@@ -25,11 +25,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # tiny_florence: the offline checkpoint builder
+sys.path.insert(0, str(ROOT / "tests" / "support"))  # tiny_florence: the offline checkpoint builder
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
+import supervision as sv  # noqa: E402
 import torch  # noqa: E402
 from _measure import (  # noqa: E402
     AppClient,
@@ -106,8 +107,10 @@ def measure(args: argparse.Namespace, ckpt: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     engine = FlorenceEngine.from_pretrained(str(ckpt), device=device, dtype=args.dtype)
     ref = Reference(str(ckpt), device, dtype=torch.float16 if device == "cuda" else torch.float32)
+    # the recipe at the engine's own dtype (bf16 where auto picks it): the fair per-token decode comparison
+    same = ref if engine.dtype == ref.dtype else Reference(str(ckpt), device, dtype=engine.dtype)
     load_s = time.perf_counter() - t0
-    for model in (engine.model, ref.model):
+    for model in {id(m): m for m in (engine.model, ref.model, same.model)}.values():
         force_length(model, tokens)
     gen = dict(max_new_tokens=tokens, num_beams=beams)
     log(f"loaded engine + reference in {load_s:.1f} s ({torch.get_num_threads()} threads); warming up")
@@ -184,13 +187,16 @@ def measure(args: argparse.Namespace, ckpt: Path) -> dict[str, Any]:
     if app:
         app.close()
 
-    # the long-output case: decode cost per token, next to a cold run of the usual length
-    force_length(engine.model, args.long_tokens)
-    long_reps = 1 if args.quick else 2
-    long_s = [timed(lambda: engine.run(random_image(rng), "<CAPTION>", max_new_tokens=args.long_tokens,
-                                       num_beams=beams))[0] for _ in range(long_reps)]  # fmt: skip
-    force_length(engine.model, tokens)
+    # the long-output case: decode cost per token (long − short on one cached image, so only decoding differs),
+    # for the engine and for the recipe at the engine's dtype, interleaved
+    decode = decode_per_token(engine, same, args, rng, log)
+    long_s = decode["long_s"]
     log(f"  long output ({args.long_tokens} tokens): {[round(s, 2) for s in long_s]} s")
+    first_token = first_token_s(engine, state["cold"], gen, 1 if args.quick else 3)
+    log(f"  first visible token (cached image): {first_token:.3f} s")
+    tiled = tiled_vs_sequential(engine, rng, gen, args)
+    log(f"  tiled {tiled['tiled_s']:.2f} s vs sequential tiles {tiled['sequential_tiles_s']:.2f} s")
+    bound = decode_bound(engine, device)
 
     med = {name: median(values) for name, values in samples.items()}
     fig: dict[str, Any] = {
@@ -206,7 +212,12 @@ def measure(args: argparse.Namespace, ckpt: Path) -> dict[str, Any]:
         "matmul_sweep_gflops": peaks,
         "long_output_tokens": args.long_tokens,
         "long_output_s": median(long_s),
-        "decode_ms_per_token": round(1000 * (median(long_s) - med["engine_cold"]) / (args.long_tokens - tokens), 2),
+        "decode_ms_per_token": decode["engine_ms"],
+        "reference_decode_ms_per_token": decode["reference_ms"],
+        "decode_reference_dtype": str(same.dtype).replace("torch.", ""),
+        "first_token_s": round(first_token, 4),
+        **tiled,
+        **bound,
         "engine_reference_token_agreement": round(agreement, 4),
         "load_s": round(load_s, 1),
         "samples_s": {k: [round(v, 4) for v in vs] for k, vs in samples.items()},
@@ -226,6 +237,108 @@ def measure(args: argparse.Namespace, ckpt: Path) -> dict[str, Any]:
 
         fig["cuda"] = run_cuda(engine, str(ckpt), args.size, args.tokens, rng, log)
     return fig
+
+
+def decode_per_token(engine: Any, ref: Reference, args: argparse.Namespace, rng: Any, log: Any) -> dict[str, Any]:
+    """Milliseconds per generated token, engine and recipe: (long answer − short answer) ÷ extra tokens.
+
+    Both run on one image whose features the engine has cached (the recipe
+    recomputes them every call, the same cost in the long and the short run),
+    so the difference is decoding alone; long and short alternate.
+    """
+    image, short, long_ = random_image(rng), args.tokens, args.long_tokens
+    runs = {
+        "engine_short": lambda: engine.run(image, "<CAPTION>", max_new_tokens=short, num_beams=args.beams),
+        "engine_long": lambda: engine.run(image, "<CAPTION>", max_new_tokens=long_, num_beams=args.beams),
+        "reference_short": lambda: ref.run(image, "<CAPTION>", short, args.beams),
+        "reference_long": lambda: ref.run(image, "<CAPTION>", long_, args.beams),
+    }
+    lengths = {"engine_short": short, "engine_long": long_, "reference_short": short, "reference_long": long_}
+    engine.run(image, "<CAPTION>", max_new_tokens=2, num_beams=args.beams)  # cache the features
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(1 if args.quick else 2):
+        for name, fn in runs.items():
+            for model in {id(m): m for m in (engine.model, ref.model)}.values():
+                force_length(model, lengths[name])
+            samples[name].append(timed(fn)[0])
+            log(f"  decode {name:<16} {samples[name][-1]:8.3f} s")
+    for model in {id(m): m for m in (engine.model, ref.model)}.values():
+        force_length(model, short)
+    med = {name: median(values) for name, values in samples.items()}
+    per = 1000 / (long_ - short)
+    return {
+        "engine_ms": round(per * (med["engine_long"] - med["engine_short"]), 2),
+        "reference_ms": round(per * (med["reference_long"] - med["reference_short"]), 2),
+        "long_s": samples["engine_long"],
+    }
+
+
+def first_token_s(engine: Any, image: Any, gen: dict[str, int], repeats: int) -> float:
+    """Seconds from ``engine.stream`` on a cached image to the first event holding a generated token."""
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        stream = engine.stream(image, "<CAPTION>", **gen)
+        for event in stream:
+            if event.step >= 1 or event.done:
+                samples.append(time.perf_counter() - start)
+                break
+        stream.close()
+    return median(samples)
+
+
+def tiled_vs_sequential(engine: Any, rng: Any, gen: dict[str, int], args: argparse.Namespace) -> dict[str, Any]:
+    """Tiled detection (tiles + whole image batched: one vision call, one generate) vs the same crops run one by one."""
+    from PIL import Image
+
+    size = (1280, 960)
+    image = random_image(rng, size)
+    slice_wh, overlap = 768, 128
+    slicer = sv.InferenceSlicer(callback=lambda _: None, slice_wh=slice_wh, overlap_wh=overlap)
+    offsets = slicer._generate_offset(  # noqa: SLF001 - the slicer's own tiling, to run the same crops by hand
+        resolution_wh=size, slice_wh=slicer.slice_wh, overlap_wh=slicer.overlap_wh
+    )
+    crops = [image] + [Image.fromarray(np.asarray(image)[y1:y2, x1:x2]) for x1, y1, x2, y2 in offsets]
+    tiled, sequential = [], []
+    for _ in range(1 if args.quick else 2):
+        tiled.append(timed(lambda: engine.run(image, "<OD>", tile=True, slice_wh=slice_wh, overlap_wh=overlap,
+                                              **gen))[0])  # fmt: skip
+        sequential.append(timed(lambda: [engine.run(c, "<OD>", use_cache=False, **gen) for c in crops])[0])
+    return {
+        "tiled_s": round(median(tiled), 4),
+        "sequential_tiles_s": round(median(sequential), 4),
+        "tiles": len(offsets),
+        "tiled_image_wh": list(size),
+    }
+
+
+def decode_bound(engine: Any, device: str) -> dict[str, Any]:
+    """The memory floor of one decoding step: the weights it must read ÷ the measured streaming read rate.
+
+    Every step multiplies a few rows (beams × boxes) by every decoder weight and
+    the output layer: at a few rows that is a matrix-vector product, bound by
+    how fast the weights stream from memory, not by FLOPs.
+    """
+    model = engine.model
+    decoder = model.model.language_model.decoder
+    skip = {id(p) for layer in decoder.layers for p in (*layer.encoder_attn.k_proj.parameters(),
+                                                        *layer.encoder_attn.v_proj.parameters())}  # fmt: skip
+    params = [p for p in decoder.layers.parameters() if id(p) not in skip] + list(model.lm_head.parameters())
+    weight_mb = sum(p.numel() * p.element_size() for p in params) / 1e6
+    big = torch.ones(64 * 2**20, device=device, dtype=torch.float32)  # 256 MB, far beyond any cache
+    rates = []
+    for _ in range(5):
+        sync(device)
+        start = time.perf_counter()
+        big.sum()
+        sync(device)
+        rates.append(big.numel() * 4 / (time.perf_counter() - start) / 1e9)
+    bandwidth = max(rates)
+    return {
+        "decode_weight_mb": round(weight_mb, 1),
+        "memory_read_gb_per_s": round(bandwidth, 1),
+        "decode_floor_ms_per_token": round(weight_mb / bandwidth, 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

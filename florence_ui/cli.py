@@ -59,6 +59,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         boxes = parse_boxes_arg(args.boxes)
     except (ValueError, InputError, OSError) as exc:
         raise UsageError(str(exc)) from exc
+    if args.sam and args.engine == "ray":
+        raise UsageError("--sam runs with --engine local (the Ray actors load Florence-2 only); drop one of them")
     for req in requests:
         spec = get_task(req.task)
         if spec.needs_text and not (args.text or "").strip():
@@ -87,10 +89,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 from florence_ui.model.speed import set_threads
 
                 set_threads(args.threads)
+                segmenter = None
+                if args.sam:  # loaded first, so a bad --sam stops before any image (SamLoadError: exit 2)
+                    from florence_ui.model.sam import load_sam
+
+                    sam_dtype = "auto" if (args.dtype or "").lower() == "int8" else args.dtype
+                    segmenter = load_sam(args.sam, device=args.device, dtype=sam_dtype, cache_size=2, lazy=False)
+                    _err(f"sam: {segmenter.describe()}")
                 engine = FlorenceEngine.from_pretrained(args.model, revision=args.revision, device=args.device,
                                                         dtype=args.dtype, cache_size=0)  # fmt: skip
                 _err(f"model: {engine.describe()}")
-                outcomes = local_outcomes(engine, pending, settings, batch_size=args.batch_size, tile=args.tile)
+                outcomes = local_outcomes(engine, pending, settings, batch_size=args.batch_size, tile=args.tile,
+                                          segmenter=segmenter)  # fmt: skip
             with _sigterm_as_interrupt():
                 drive(outcomes, writer, summary, total_images=total, progress=not args.quiet)
     print(summary.text(args.out))
@@ -548,6 +558,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, help="images per model call (default: 8)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads of the local engine (default: PyTorch's)")
     p.add_argument("--tile", action="store_true", help="tiled inference (sv.InferenceSlicer) for detection tasks")
+    p.add_argument(
+        "--sam",
+        default=None,
+        metavar="MODEL",
+        help="refine every box with SAM (alias slimsam, slimsam-77, sam-base, sam-large, sam-huge, sam2-tiny; "
+        "a hub id or a folder): each line gets sam_polygons, sam_scores, sam_boxes and sam_model",
+    )
     p.add_argument("--max-new-tokens", type=int, default=1024, help="answer length limit (default: 1024)")
     p.add_argument("--num-beams", type=int, default=3, help="beam search width, 1 = greedy (default: 3)")
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="local process or Ray Data")

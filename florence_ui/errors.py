@@ -19,6 +19,7 @@ The tree (``tests/core/test_errors.py`` checks this drawing against the classes)
     │   └── BoxError
     ├── LimitsError (ValueError)
     ├── ModelLoadError (RuntimeError)
+    │   └── SamLoadError
     ├── ResultsFileError (ValueError)
     ├── LabelStudioError (RuntimeError)
     │   ├── AccessRefused
@@ -51,6 +52,11 @@ Who raises each, and what the person sees:
   (offline, wrong id, gated, full disk, bad device or dtype); raised by
   :mod:`florence_ui.model.loading` and ``download``. The message names the
   model, the cause and a ``Fix:``; the CLI exits 2, ``serve`` exits 1.
+- ``SamLoadError``: the optional SAM segmenter (``--sam``, ``sam=``) cannot be
+  found, downloaded or loaded, or needs what is not installed (SAM 2 without
+  torchvision); raised by :mod:`florence_ui.model.sam`, at load or at the first
+  refine / click when loaded lazily. A ``ModelLoadError`` (the CLI exits 2), but
+  the page and the API go on without refinement and say why.
 - ``ResultsFileError``: a results.jsonl that cannot be used (missing, or being
   written by another run); raised by :mod:`florence_ui.batch.results_file`. The
   CLI prints ``error: ...`` and exits 2.
@@ -119,6 +125,10 @@ class LimitsError(FlorenceUIError, ValueError):
 
 class ModelLoadError(FlorenceUIError, RuntimeError):
     """The model could not be loaded; ``str(err)`` is the whole user-facing message."""
+
+
+class SamLoadError(ModelLoadError):
+    """The SAM segmenter could not be loaded; Florence-2 still works, only refinement and clicks do not."""
 
 
 class ResultsFileError(FlorenceUIError, ValueError):
@@ -246,6 +256,7 @@ __all__ = [
     "MissingInProject",
     "ModelLoadError",
     "ResultsFileError",
+    "SamLoadError",
     "UsageError",
     "WorkspaceError",
 ]

@@ -29,7 +29,14 @@ def create_demo(model: str | None = None):
 
     device = "cuda" if os.environ.get("SPACES_ZERO_GPU") else os.environ.get("FLORENCE_DEVICE", "auto")
     engine = FlorenceEngine.from_pretrained(model or default_model(), device=device)
-    return build_app(wrap_engine(engine))
+    if os.environ.get("FLORENCE_UI_SAM") and not os.environ.get("SPACES_ZERO_GPU"):
+        from florence_ui.ui.serve import attach_sam
+
+        attach_sam(engine, os.environ["FLORENCE_UI_SAM"])  # SAM refinement and clicks (not inside ZeroGPU slots)
+    engine = wrap_engine(engine)
+    demo = build_app(engine)
+    demo.florence_engine = engine  # the MCP tools run on the same (wrapped) engine
+    return demo
 
 
 def main() -> None:
@@ -41,11 +48,17 @@ def main() -> None:
         print(exc, file=sys.stderr)
         raise SystemExit(2) from None
     from florence_ui.ui.app import launch_options
+    from florence_ui.ui.mcp_tools import register_mcp_tools
+    from florence_ui.ui.serve import mcp_wanted
 
+    # agents call the Florence-2 tasks as MCP tools (only those) unless the Space sets FLORENCE_UI_MCP=0
+    os.environ.setdefault("FLORENCE_UI_MCP", "1")
+    tools = register_mcp_tools(demo, demo.florence_engine) if mcp_wanted(None) else {}
     demo.launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         **launch_options(),
+        **tools,
     )
 
 

@@ -43,4 +43,4 @@ def artifacts_dir() -> Path:
     return ARTIFACTS
 
 
-pytest_plugins = ["ls_fixtures"]
+pytest_plugins = ["ls_fixtures", "sam_fixtures"]

@@ -6,6 +6,15 @@ Florence-2 runtime can be imported: ``export`` and ``push`` re-parse it with the
 processor's own post-processing (:meth:`FlorenceEngine.parse`). Per-region
 ``scores`` ride along because the text alone carries no probabilities.
 
+SAM refinement (``predict --sam MODEL``) adds, per region and in the order of
+``scores``: ``sam_polygons`` (SAM's mask outlines, each part a flat
+``[x1, y1, x2, y2, ...]`` list in pixels; ``[]`` where SAM found no mask),
+``sam_scores`` (SAM's predicted IoU of each mask, 0..1) and ``sam_boxes``
+(each mask's extent ``[x1, y1, x2, y2]``), plus ``sam_model`` (the SAM
+checkpoint). They survive the re-parse (:func:`result_from_line` puts them
+back), so ``export`` and ``push`` write SAM's outlines; ``generated_text``
+stays Florence-2's, with its own polygons for segmentation tasks.
+
 Writing is crash-safe (each line is written, flushed and fsynced on its own),
 and reading is forgiving: a torn last line left by a kill is dropped (and cut
 off on resume), a corrupt line elsewhere is skipped with a warning.
@@ -25,12 +34,15 @@ from typing import Any
 
 import numpy as np
 
+from florence_ui.core.fields import SAM_BOX, SAM_POLYGONS, SAM_SCORE
 from florence_ui.core.labels import ImageText, LabeledImage, regions_from_result
 from florence_ui.core.tasks import OutputKind, get_task
 from florence_ui.errors import ModelLoadError, ResultsFileError
 
 #: the fields every line has (``export`` needs no more; extra fields are welcome)
 REQUIRED = ("image", "task", "generated_text")
+#: the per-region SAM fields of a refined line (``predict --sam``), parallel to ``scores``
+SAM_FIELDS = ("sam_polygons", "sam_scores", "sam_boxes")
 #: fields that change from run to run; tools comparing two files ignore them
 VOLATILE = ("seconds", "created")
 
@@ -220,6 +232,13 @@ def line_from_result(
         "text_score": _score(result.text_score),
         "truncated": bool(result.truncated),
     }
+    if SAM_POLYGONS in det.data:  # refined by SAM (documented in the module docstring)
+        line["sam_model"] = getattr(result, "sam_model", None)
+        line["sam_polygons"] = [[np.asarray(p).reshape(-1).round(2).tolist() for p in parts]
+                                for parts in det.data[SAM_POLYGONS]]  # fmt: skip
+        line["sam_scores"] = [_score(s) for s in det.data.get(SAM_SCORE, [math.nan] * len(det))]
+        if SAM_BOX in det.data:
+            line["sam_boxes"] = [[round(float(v), 2) for v in box] for box in det.data[SAM_BOX]]
     if settings is not None:
         line["max_new_tokens"], line["num_beams"] = int(settings.max_new_tokens), int(settings.num_beams)
     if seconds is not None:
@@ -280,11 +299,31 @@ def result_from_line(parser: Any, line: dict[str, Any], base_dir: str | Path | N
     det = result.detections
     if isinstance(scores, list) and len(scores) == len(det) and len(det):
         det.confidence = np.array([math.nan if s is None else float(s) for s in scores], dtype=np.float32)
+    _attach_sam(result, line)
     if line.get("text_score") is not None:
         result.text_score = float(line["text_score"])
     result.model = line.get("model") or result.model
     result.truncated = bool(line.get("truncated", False))
     return result
+
+
+def _attach_sam(result: Any, line: dict[str, Any]) -> None:
+    """Put a refined line's SAM outlines, scores and boxes back on its rows (when they pair up with them)."""
+    det = result.detections
+    polygons = line.get("sam_polygons")
+    if not isinstance(polygons, list) or len(polygons) != len(det) or not len(det):
+        return
+    parts = np.empty(len(det), dtype=object)
+    for i, row in enumerate(polygons):
+        parts[i] = [np.asarray(flat, dtype=np.float32).reshape(-1, 2) for flat in (row or []) if len(flat) >= 6]
+    det.data[SAM_POLYGONS] = parts
+    scores = line.get("sam_scores")
+    if isinstance(scores, list) and len(scores) == len(det):
+        det.data[SAM_SCORE] = np.array([math.nan if s is None else float(s) for s in scores], dtype=np.float32)
+    boxes = line.get("sam_boxes")
+    if isinstance(boxes, list) and len(boxes) == len(det):
+        det.data[SAM_BOX] = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    result.sam_model = line.get("sam_model")
 
 
 def resolve_image(image: str, base_dir: str | Path | None = None) -> str:

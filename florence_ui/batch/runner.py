@@ -7,6 +7,11 @@ images through the model — one vision-tower call for the whole batch, then one
 image share its features — and ``drive`` writes the lines, the progress bar and
 the summary. The Ray engine (``ray_engine``) reuses ``process_images`` inside
 its actors and ``drive`` on the driver, so both engines write the same lines.
+
+With a ``segmenter`` (``predict --sam``) every boxed answer is refined by SAM
+(:func:`florence_ui.model.refine.refine_result`) before its line is written:
+all its boxes in one decoder call, the image's SAM embedding shared by every
+task asked of it. A SAM failure fails that job (so a resume asks again).
 """
 
 from __future__ import annotations
@@ -196,12 +201,14 @@ def process_images(
     *,
     tile: bool = False,
     decoded: dict[str, tuple[Image.Image, str] | ImageLoadError] | None = None,
+    segmenter: Any = None,
 ) -> list[ImageOutcome]:
     """Run every job of a batch of images; a bad image or job fails alone, the rest go on.
 
     The images' features are computed once, in one vision-tower call, and shared
     by all the tasks asked of them. ``decoded`` holds images already read (see
-    :func:`read_images`); the others are read here.
+    :func:`read_images`); the others are read here. ``segmenter``: a
+    :class:`~florence_ui.model.sam.SamSegmenter` that refines every boxed answer.
     """
     from florence_ui.batch.generate import run_task_batch
 
@@ -234,6 +241,8 @@ def process_images(
     for token, jobs in by_task.items():
         for answer in run_task_batch(engine, token, jobs, images, features, settings, tile=tile):
             job = answer.job
+            if answer.error is None and segmenter is not None:
+                answer = _refined(answer, images[job.image], segmenter)
             if answer.error is not None:
                 outcomes[job.image].failures.append({"image": job.image, "task": job.task, "error": answer.error})
                 continue
@@ -253,6 +262,20 @@ def process_images(
         for line in outcome.lines:
             line["seconds"] = round(share, 4)
     return [outcomes[image] for image, _ in work]
+
+
+def _refined(answer: Any, image: Image.Image, segmenter: Any) -> Any:
+    """The answer with SAM's masks on its rows (answers without boxes pass unchanged); a failure fails the job."""
+    from dataclasses import replace
+
+    from florence_ui.model.refine import refinable, refine_result
+
+    if not refinable(answer.result):
+        return answer
+    try:
+        return replace(answer, result=refine_result(answer.result, image, segmenter))
+    except Exception as exc:  # noqa: BLE001 - reported with the job, the run goes on
+        return replace(answer, result=None, error=f"SAM refinement failed: {type(exc).__name__}: {exc}")
 
 
 def _features(engine: Any, images: dict[str, Image.Image]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -355,9 +378,15 @@ def drive(
 
 
 def local_outcomes(
-    engine: Any, pending: list[Job], settings: Any, *, batch_size: int = 8, tile: bool = False
+    engine: Any,
+    pending: list[Job],
+    settings: Any,
+    *,
+    batch_size: int = 8,
+    tile: bool = False,
+    segmenter: Any = None,
 ) -> Iterator[ImageOutcome]:
-    """The local engine: batches of ``batch_size`` images, in file order.
+    """The local engine: batches of ``batch_size`` images, in file order (``segmenter``: SAM refinement).
 
     The next batch's files are decoded on a thread while the model works on this
     one (PyTorch releases the GIL), so JPEG decoding does not idle the accelerator.
@@ -373,7 +402,7 @@ def local_outcomes(
             decoded = ahead.result()
             if i + 1 < len(batches):
                 ahead = pool.submit(read_images, [image for image, _ in batches[i + 1]])
-            yield from process_images(engine, batch, settings, tile=tile, decoded=decoded)
+            yield from process_images(engine, batch, settings, tile=tile, decoded=decoded, segmenter=segmenter)
 
 
 def read_images(paths: list[str]) -> dict[str, tuple[Image.Image, str] | ImageLoadError]:

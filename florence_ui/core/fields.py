@@ -31,3 +31,17 @@ PROMPT_BOX = "prompt_box"
 #: per row, its polygon parts, each a (k, 2) array of pixel points (segmentation, open-vocabulary polygons; a box
 #: row of a mixed answer has none); the parser writes it, masks, drawing, review and the exporters read it
 POLYGONS = "polygons"
+
+# ---- SAM refinement (issue 16): written by ``model.refine`` / ``model.sam``, read by the result JSON, the
+# results file (``sam_polygons`` / ``sam_scores`` per line), labels (a refined region's geometry) and drawing
+#: per row, SAM's predicted IoU of its mask (0..1, the mask decoder's own quality estimate), beside Florence-2's
+#: ``confidence``; NaN for a row SAM was not asked about
+SAM_SCORE = "sam_score"
+#: per row, the polygon parts of SAM's mask (``sv.mask_to_polygons``), each a (k, 2) array of pixel points; an
+#: empty list when the mask is empty. Florence-2's own polygons stay in ``polygons``
+SAM_POLYGONS = "sam_polygons"
+#: per row, the box (x1, y1, x2, y2, supervision's inclusive pixel extent) of SAM's mask; the row's ``xyxy``
+#: keeps the box Florence-2 answered (what SAM was prompted with)
+SAM_BOX = "sam_box"
+#: click segmentation: per row, the clicks that made it, each [x, y, label] (1 positive, 0 negative)
+SAM_POINTS = "sam_points"

@@ -21,7 +21,7 @@ import numpy as np
 import supervision as sv
 from PIL import Image
 
-from florence_ui.core.fields import CLASS_NAME, POLYGONS, PROMPT_BOX, SOURCE_TASK
+from florence_ui.core.fields import CLASS_NAME, POLYGONS, PROMPT_BOX, SAM_POLYGONS, SOURCE_TASK
 from florence_ui.core.images import image_identity
 from florence_ui.core.tasks import OutputKind, get_task
 
@@ -188,19 +188,35 @@ def region_mask(region: Region, width: int, height: int) -> np.ndarray:
 
 
 def regions_from_result(result: Any) -> list[Region]:
-    """Every row of a :class:`FlorenceResult` as a :class:`Region` (pending review)."""
+    """Every row of a :class:`FlorenceResult` as a :class:`Region` (pending review).
+
+    A row SAM refined (``sam_polygons`` not empty) becomes SAM's outline, and its
+    box the outline's extent, so review, Label Studio, COCO and YOLO all get the
+    crisp mask; Florence-2's own polygon stays in the result (and results.jsonl)
+    for the teaching view. Its ``score`` stays Florence-2's confidence.
+    """
     out = []
     for row in result.regions():
+        sam_parts = row.get(SAM_POLYGONS) or []
+        refined = any(len(p) >= 6 for p in sam_parts)
         out.append(
             Region(
                 label=row["label"],
-                xyxy=tuple(row["box"]),
+                xyxy=tuple(_extent(sam_parts) if refined else row["box"]),
                 source_task=row[SOURCE_TASK],
                 score=row["confidence"],
-                polygons=row.get(POLYGONS, []),
+                polygons=sam_parts if refined else row.get(POLYGONS, []),
                 quad=row.get("quad"),
                 # region tasks have one row per prompt box, in box order (parsing.merge_rows_per_box)
                 box_index=row["index"] + 1 if PROMPT_BOX in row else None,
             )
         )
     return out
+
+
+def _extent(flats: list[list[float]]) -> tuple[float, float, float, float]:
+    """The box around flat [x1, y1, ...] polygons (what COCO's ``bbox`` of those polygons is)."""
+    points = np.concatenate([np.asarray(f, dtype=np.float64).reshape(-1, 2) for f in flats if len(f) >= 2])
+    x1, y1 = points.min(axis=0)
+    x2, y2 = points.max(axis=0)
+    return float(x1), float(y1), float(x2), float(y2)

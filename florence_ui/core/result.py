@@ -4,10 +4,12 @@
 ``data`` carries ``class_name``, ``source_task``, ``loc_bins`` and, where they
 apply, ``polygons``, ``xyxyxyxy`` (OCR quads) and ``prompt_box`` (region
 tasks). ``confidence`` is NaN when the result came from :meth:`parse` (text
-only, no token probabilities). ``detections.mask`` is never filled: a
-result lives in every session's history, and full-resolution masks (``n × H ×
-W`` booleans) are what drawing and export do not need; :meth:`FlorenceResult.masks`
-and :meth:`FlorenceResult.detections_with_masks` rasterise the polygons on demand. ``raw`` keeps the generated text with its
+only, no token probabilities). ``detections.mask`` is filled only by SAM
+(:func:`florence_ui.model.refine.refine_result` / ``click_objects``), whose
+rows also carry ``sam_polygons``, ``sam_score``, ``sam_box`` (and ``sam_points``
+for clicks): a Florence-2 answer alone keeps no ``n × H × W`` raster in every
+session's history, and :meth:`FlorenceResult.masks` and
+:meth:`FlorenceResult.detections_with_masks` rasterise its polygons on demand. ``raw`` keeps the generated text with its
 special tokens: the teaching view, the JSONL file and any re-parse start there.
 """
 
@@ -20,7 +22,18 @@ from typing import Any
 import numpy as np
 import supervision as sv
 
-from florence_ui.core.fields import CLASS_NAME, LOC_BINS, POLYGONS, PROMPT_BOX, QUADS, SOURCE_TASK
+from florence_ui.core.fields import (
+    CLASS_NAME,
+    LOC_BINS,
+    POLYGONS,
+    PROMPT_BOX,
+    QUADS,
+    SAM_BOX,
+    SAM_POINTS,
+    SAM_POLYGONS,
+    SAM_SCORE,
+    SOURCE_TASK,
+)
 from florence_ui.core.tasks import OutputKind, get_task
 
 
@@ -59,11 +72,20 @@ class FlorenceResult:
     revision: str | None = None
     #: things the engine did to the input that a person should know (clipped boxes, ...)
     notes: list[str] = field(default_factory=list)
+    #: the SAM checkpoint that refined the rows (None: not refined); its masks are ``detections.mask``
+    sam_model: str | None = None
+    #: SAM's image embedding came from its cache (the image encoder was skipped)
+    sam_cached: bool = False
+
+    @property
+    def refined(self) -> bool:
+        """Whether SAM gave these rows masks (``detections.mask`` and the ``sam_*`` fields)."""
+        return SAM_POLYGONS in self.detections.data
 
     @property
     def has_masks(self) -> bool:
-        """Whether this answer has masks to make (polygon answers: segmentation, open-vocabulary polygons)."""
-        return POLYGONS in self.detections.data
+        """Whether this answer has masks to make (polygon answers: segmentation, open-vocabulary polygons; SAM)."""
+        return POLYGONS in self.detections.data or self.detections.mask is not None
 
     def masks(self) -> np.ndarray | None:
         """``(n, H, W)`` boolean masks, rasterised now from the polygons; None for answers without polygons.
@@ -76,6 +98,8 @@ class FlorenceResult:
         """
         if not self.has_masks:
             return None
+        if self.detections.mask is not None:  # SAM's masks, as it made them
+            return np.array(self.detections.mask, dtype=bool, copy=True)
         det = self.detections
         width, height = (int(v) for v in self.image_size)
         out = np.zeros((len(det), height, width), dtype=bool)
@@ -118,6 +142,13 @@ class FlorenceResult:
                 row["quad"] = [round(float(v), 2) for v in quad]
             if POLYGONS in det.data:
                 row[POLYGONS] = [np.asarray(p).reshape(-1).round(2).tolist() for p in det.data[POLYGONS][i]]
+            if SAM_POLYGONS in det.data:  # refined by SAM: its outline, its score and its box beside Florence-2's
+                row[SAM_POLYGONS] = [np.asarray(p).reshape(-1).round(2).tolist() for p in det.data[SAM_POLYGONS][i]]
+                row[SAM_SCORE] = _num(det.data[SAM_SCORE][i]) if SAM_SCORE in det.data else None
+                if SAM_BOX in det.data:
+                    row[SAM_BOX] = [round(float(v), 2) for v in det.data[SAM_BOX][i]]
+            if SAM_POINTS in det.data:
+                row[SAM_POINTS] = [[float(x), float(y), int(label)] for x, y, label in det.data[SAM_POINTS][i]]
             rows.append(row)
         return rows
 
@@ -145,7 +176,7 @@ class FlorenceResult:
             "model": self.model,
             "revision": self.revision,
             "notes": self.notes,
-        }
+        } | ({"sam_model": self.sam_model, "sam_cached": self.sam_cached} if self.sam_model else {})
 
 
 def fill_row_mask(mask: np.ndarray, polygons: Any, xyxy: Any, polygon_row: bool) -> np.ndarray:

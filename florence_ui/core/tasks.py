@@ -253,3 +253,7 @@ OCR_REGIONS_TASK: Task = TASKS_BY_TOKEN["<OCR_WITH_REGION>"]
 REFERRING_SEGMENT_TASK: Task = TASKS_BY_TOKEN["<REFERRING_EXPRESSION_SEGMENTATION>"]
 #: what a smart-tool box gets in a project that draws polygons
 REGION_SEGMENT_TASK: Task = TASKS_BY_TOKEN["<REGION_TO_SEGMENTATION>"]
+#: every object of the fixed vocabulary, no text: the MCP ``detect`` tool
+OBJECTS_TASK: Task = TASKS_BY_TOKEN["<OD>"]
+#: a sentence about what is inside a box: the MCP ``describe_regions`` tool and a click's description
+DESCRIBE_REGION_TASK: Task = TASKS_BY_TOKEN["<REGION_TO_DESCRIPTION>"]

@@ -8,8 +8,11 @@ How our labels become Label Studio regions (one prediction per image):
 
 * boxes → ``RectangleLabels`` (``x, y, width, height`` in percent of the
   original image size, ``original_width/height`` on every result);
-* segmentation polygons → ``PolygonLabels`` (``points`` in percent), one Label
-  Studio region per polygon part;
+* segmentation polygons (Florence-2's, or SAM's outlines of a refined region)
+  → ``PolygonLabels`` (``points`` in percent), one Label Studio region per
+  polygon part; or, with ``masks_as="brush"``, the region's filled mask as one
+  ``BrushLabels`` region in Label Studio's RLE (``label_studio_sdk.converter.brush``),
+  which :func:`brush_mask` decodes back to the very same pixels;
 * OCR quads → ``PolygonLabels`` with their 4 corners (rotation kept exactly);
 * regions whose label is free text (region descriptions, dense captions, OCR
   lines) → the geometry under a fixed label (``Description`` / ``Text``) plus
@@ -43,9 +46,15 @@ TEXT_LABEL, DESCRIPTION_LABEL = "Text", "Description"
 
 # control names of a generated config, by the kind of result they hold
 BOXES, POLYGONS, REGION_TEXT, CAPTION, OCR = "boxes", "polygons", "region_text", "caption", "ocr"
-DEFAULT_NAMES = {BOXES: "label", POLYGONS: "polygon", REGION_TEXT: "region_text", CAPTION: "caption", OCR: "ocr"}
-_LABEL_TAGS = {BOXES: "RectangleLabels", POLYGONS: "PolygonLabels"}
-_RESULT_TYPES = {BOXES: "rectanglelabels", POLYGONS: "polygonlabels"}
+#: masks as Label Studio brush strokes (RLE): the ``masks_as="brush"`` choice for segmentation regions
+BRUSH = "brush"
+DEFAULT_NAMES = {BOXES: "label", POLYGONS: "polygon", BRUSH: "brush", REGION_TEXT: "region_text", CAPTION: "caption",
+                 OCR: "ocr"}  # fmt: skip
+_LABEL_TAGS = {BOXES: "RectangleLabels", POLYGONS: "PolygonLabels", BRUSH: "BrushLabels"}
+_RESULT_TYPES = {BOXES: "rectanglelabels", POLYGONS: "polygonlabels", BRUSH: "brushlabels"}
+_SHAPES = (BOXES, POLYGONS, BRUSH)
+#: how segmentation regions go to Label Studio: outlines (``PolygonLabels``) or filled masks (``BrushLabels`` RLE)
+MASK_FORMATS = ("polygons", "brush")
 
 
 # ---- what our labels need -----------------------------------------------------------
@@ -67,9 +76,13 @@ def label_of(region: Region) -> str:
     return " ".join(_NOT_XML.sub("", region.label).split()) or UNNAMED_LABEL
 
 
-def shape_of(region: Region) -> str:
-    """``polygons`` for segmentation and OCR quads, else ``boxes``."""
-    return POLYGONS if region.polygons or (region.kind is RegionKind.QUAD and region.quad) else BOXES
+def shape_of(region: Region, masks_as: str = "polygons") -> str:
+    """``polygons`` for segmentation and OCR quads (``brush`` for segmentation with ``masks_as="brush"``), else ``boxes``."""
+    if masks_as not in MASK_FORMATS:
+        raise ValueError(f"masks_as must be one of {', '.join(MASK_FORMATS)}, got {masks_as!r}")
+    if region.polygons:
+        return BRUSH if masks_as == BRUSH else POLYGONS
+    return POLYGONS if region.kind is RegionKind.QUAD and region.quad else BOXES
 
 
 def text_kind(text: ImageText) -> str:
@@ -86,30 +99,34 @@ def kept_regions(item: LabeledImage, min_confidence: float | None = None) -> lis
 class Requirements:
     """What a set of images needs from a labeling config: labels per shape, text areas."""
 
-    labels: dict[str, Counter] = field(default_factory=lambda: {BOXES: Counter(), POLYGONS: Counter()})
+    labels: dict[str, Counter] = field(default_factory=lambda: {kind: Counter() for kind in _SHAPES})
     region_texts: int = 0
     image_texts: Counter = field(default_factory=Counter)  # caption / ocr → count
 
     @classmethod
-    def of(cls, items: list[LabeledImage], min_confidence: float | None = None) -> Requirements:
+    def of(
+        cls, items: list[LabeledImage], min_confidence: float | None = None, masks_as: str = "polygons"
+    ) -> Requirements:
         req = cls()
         for item in items:
             for region in kept_regions(item, min_confidence):
-                req.labels[shape_of(region)][label_of(region)] += 1
+                req.labels[shape_of(region, masks_as)][label_of(region)] += 1
                 req.region_texts += int(region.is_text)
             for text in item.texts:
                 req.image_texts[text_kind(text)] += 1
         return req
 
 
-def generate_label_config(items: list[LabeledImage], min_confidence: float | None = None) -> str:
+def generate_label_config(
+    items: list[LabeledImage], min_confidence: float | None = None, masks_as: str = "polygons"
+) -> str:
     """A labeling config holding exactly what ``items`` need (for a new project)."""
     from label_studio_sdk.label_interface import LabelInterface
     from label_studio_sdk.label_interface.create import labels
 
-    req = Requirements.of(items, min_confidence)
+    req = Requirements.of(items, min_confidence, masks_as)
     tags: dict[str, Any] = {DATA_KEY: ("Image", {"value": f"${DATA_KEY}", "zoom": "true"}, ())}
-    for kind in (BOXES, POLYGONS):
+    for kind in _SHAPES:
         if req.labels[kind]:
             tags[DEFAULT_NAMES[kind]] = labels(sorted(req.labels[kind]), tag_type=_LABEL_TAGS[kind])
     if req.region_texts:
@@ -148,8 +165,8 @@ class ProjectSchema:
             if image.name not in (control.to_name or []):
                 continue
             tag = control.tag.lower()
-            if tag in ("rectanglelabels", "polygonlabels"):
-                kind = BOXES if tag == "rectanglelabels" else POLYGONS
+            if tag in ("rectanglelabels", "polygonlabels", "brushlabels"):
+                kind = {"rectanglelabels": BOXES, "polygonlabels": POLYGONS, "brushlabels": BRUSH}[tag]
                 if kind not in schema.controls:
                     schema.controls[kind] = control.name
                     schema.labels[kind] = list(control.labels or [])
@@ -162,9 +179,11 @@ class ProjectSchema:
         return schema
 
     @classmethod
-    def default_for(cls, items: list[LabeledImage], min_confidence: float | None = None) -> ProjectSchema:
+    def default_for(
+        cls, items: list[LabeledImage], min_confidence: float | None = None, masks_as: str = "polygons"
+    ) -> ProjectSchema:
         """The schema of :func:`generate_label_config` for the same items."""
-        return cls.from_config(generate_label_config(items, min_confidence))
+        return cls.from_config(generate_label_config(items, min_confidence, masks_as))
 
 
 @dataclass
@@ -176,11 +195,17 @@ class LabelCheck:
     available: dict[str, list[str]]  # kind → labels the project has
 
     @classmethod
-    def of(cls, items: list[LabeledImage], schema: ProjectSchema, min_confidence: float | None = None) -> LabelCheck:
-        req = Requirements.of(items, min_confidence)
+    def of(
+        cls,
+        items: list[LabeledImage],
+        schema: ProjectSchema,
+        min_confidence: float | None = None,
+        masks_as: str = "polygons",
+    ) -> LabelCheck:
+        req = Requirements.of(items, min_confidence, masks_as)
         missing_labels: dict[str, dict[str, int]] = {}
         missing_controls: dict[str, int] = {}
-        for kind in (BOXES, POLYGONS):
+        for kind in _SHAPES:
             if not req.labels[kind]:
                 continue
             if kind not in schema.controls:
@@ -210,7 +235,7 @@ class LabelCheck:
         for kind, labels in self.missing_labels.items():
             listed = ", ".join(f"{label!r} ({n} region{'s' * (n != 1)})" for label, n in labels.items())
             lines.append(f"Labels missing from the project's {_LABEL_TAGS[kind]}: {listed}.")
-        names = {BOXES: "RectangleLabels", POLYGONS: "PolygonLabels", REGION_TEXT: "per-region TextArea",
+        names = {BOXES: "RectangleLabels", POLYGONS: "PolygonLabels", BRUSH: "BrushLabels", REGION_TEXT: "per-region TextArea",
                  CAPTION: "TextArea for captions", OCR: "TextArea for OCR text"}  # fmt: skip
         for kind, n in self.missing_controls.items():
             lines.append(f"The project has no {names[kind]} ({n} result{'s' * (n != 1)} need one).")
@@ -228,7 +253,7 @@ def extend_config(config: str, check: LabelCheck, schema: ProjectSchema) -> str:
     image = by_name[schema.image]
     parent = next((p for p in root.iter() if image in list(p)), root)
     controls = dict(schema.controls)
-    for kind in (BOXES, POLYGONS, REGION_TEXT, CAPTION, OCR):
+    for kind in (*_SHAPES, REGION_TEXT, CAPTION, OCR):
         if kind in check.missing_controls:
             name = DEFAULT_NAMES[kind]
             while name in by_name:
@@ -262,7 +287,26 @@ def _clipped_span(a: float, b: float, size: int) -> tuple[float, float]:
     return lo, hi
 
 
-def region_geometry(region: Region, width: int, height: int) -> list[dict[str, Any]]:
+def brush_value(region: Region, width: int, height: int) -> dict[str, Any]:
+    """A segmentation region's filled mask (:func:`~florence_ui.core.labels.region_mask`) as Label Studio brush RLE."""
+    from label_studio_sdk.converter.brush import mask2rle
+
+    from florence_ui.core.labels import region_mask
+
+    mask = region_mask(region, width, height).astype("uint8") * 255
+    return {"format": "rle", "rle": [int(v) for v in mask2rle(mask)]}
+
+
+def brush_mask(value: dict[str, Any], width: int, height: int) -> Any:
+    """A ``brushlabels`` value's RLE back to an ``(H, W)`` bool mask (what Label Studio decodes and shows)."""
+    import numpy as np
+    from label_studio_sdk.converter.brush import decode_rle
+
+    pixels = np.asarray(decode_rle(value["rle"]), dtype=np.uint8).reshape(height, width, 4)
+    return pixels[:, :, 3] > 0
+
+
+def region_geometry(region: Region, width: int, height: int, masks_as: str = "polygons") -> list[dict[str, Any]]:
     """The ``value`` geometry of a region, in percent: one dict per Label Studio region.
 
     Percentages keep 6 decimals, so ``value * size / 100`` gives the pixels back
@@ -271,7 +315,10 @@ def region_geometry(region: Region, width: int, height: int) -> list[dict[str, A
     image is clipped to its edge, a rectangle's corners first, so ``width`` is
     the part inside the image and the box never grows past it (polygons come
     with an even number of coordinates: :class:`~florence_ui.core.labels.Region` sees to it).
+    With ``masks_as="brush"`` a segmentation region is one brush RLE of its filled mask.
     """
+    if shape_of(region, masks_as) == BRUSH:
+        return [brush_value(region, width, height)]
     if shape_of(region) == POLYGONS:
         flats = region.polygons or [region.quad or []]
         return [{"points": [[_pct(x, width), _pct(y, height)] for x, y in zip(flat[0::2], flat[1::2], strict=True)],
@@ -305,17 +352,19 @@ def to_prediction(
     label_map: dict[str, str] | None = None,
     leave_out_missing: bool = False,
     min_confidence: float | None = None,
+    masks_as: str = "polygons",
 ) -> Conversion:
     """One prediction with all accepted regions and texts of ``item``, for ``schema``'s controls.
 
     ``label_map`` renames our labels to the project's. A region whose label (after
     mapping) or control the project lacks raises :class:`MissingInProject`, unless
     ``leave_out_missing``: then it is left out and listed in ``Conversion.left_out``.
+    ``masks_as``: segmentation regions as ``polygons`` (PolygonLabels) or ``brush`` (BrushLabels RLE).
     """
-    schema = schema or ProjectSchema.default_for([item], min_confidence)
+    schema = schema or ProjectSchema.default_for([item], min_confidence, masks_as)
     label_map = label_map or {}
     regions = kept_regions(item, min_confidence)
-    check = LabelCheck.of([item], schema, min_confidence)
+    check = LabelCheck.of([item], schema, min_confidence, masks_as)
     if not leave_out_missing:
         unresolved = _unresolved(check, label_map)
         if not unresolved.ok:
@@ -327,9 +376,9 @@ def to_prediction(
     scores: list[float] = []
     sent = ls_regions = 0
     for i, region in enumerate(regions, start=1):
-        kind = shape_of(region)
+        kind = shape_of(region, masks_as)
         label = label_map.get(label_of(region), label_of(region))
-        geometries = region_geometry(region, w, h)
+        geometries = region_geometry(region, w, h, masks_as)
         why = _why_not(schema, kind, label, region.is_text) or ("" if geometries else "a polygon needs 3 points")
         if why:
             left_out.append(f"{label_of(region)!r} region #{i} ({get_task(region.source_task).name}): {why}")

@@ -13,7 +13,9 @@ validates one request (an :class:`InputError` for that request only),
 one vision call, and :meth:`~FlorenceEngine.generate` runs all rows of all
 prepared requests in one ``generate`` and finishes each result once (token
 counts, probabilities, timings, truncation, the time limit). :meth:`run` is the
-one-request case; the batch runner and tiling use the same doors.
+one-request case; the batch runner and tiling use the same doors, and
+:meth:`~FlorenceEngine.stream` is :meth:`run` event by event (see
+:mod:`florence_ui.model.streaming`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -44,12 +46,16 @@ from florence_ui.model.generation import (
     GenerationOutput,
     GenerationSettings,
     PreparedRequest,
+    StepCallback,
     TransformersGeneration,
     rows_of,
 )
-from florence_ui.model.loading import LoadedModel, load_model, load_processor
+from florence_ui.model.loading import LoadedModel, free_accelerator_memory, load_model, load_processor
 from florence_ui.model.parsing import ClassRegistry, merge_rows_per_box, parse_one, text_input_box
+from florence_ui.model.refine import CLICK_TASK, click_objects, refine_result
+from florence_ui.model.sam import SamSegmenter, load_sam
 from florence_ui.model.scoring import SPECIAL_PIECES
+from florence_ui.model.streaming import StreamEvent, stream_request, stream_tiled
 from florence_ui.model.tiling import run_tiled
 
 if TYPE_CHECKING:
@@ -62,6 +68,7 @@ __all__ = [
     "ImageFeatures",
     "InputError",
     "PreparedRequest",
+    "StreamEvent",
     "image_key",
 ]
 
@@ -129,7 +136,16 @@ class FlorenceEngine:
     stage, never :meth:`run`.
     """
 
-    def __init__(self, loaded: LoadedModel, *, cache_size: int = 8, generation: Generation | None = None) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        cache_size: int = 8,
+        generation: Generation | None = None,
+        sam: SamSegmenter | None = None,
+    ) -> None:
+        #: the optional SAM segmenter (:meth:`refine`, :meth:`segment`, :meth:`click`); None: Florence-2 only
+        self.sam = sam
         self.model = loaded.model
         self.processor = loaded.processor
         self.model_id = loaded.model_id
@@ -158,10 +174,39 @@ class FlorenceEngine:
         dtype: str | None = "auto",
         cache_size: int = 8,
         generation: Generation | None = None,
+        sam: str | SamSegmenter | None = None,
     ) -> FlorenceEngine:
-        """Load an alias (base, large, base-ft, large-ft), a hub id or a local directory."""
+        """Load an alias (base, large, base-ft, large-ft), a hub id or a local directory.
+
+        ``sam``: an optional SAM checkpoint (alias such as ``slimsam`` / ``sam-base``, hub id or folder, see
+        :data:`florence_ui.model.sam.SAM_ALIASES`), read on the first refine or click, on the same device;
+        a SAM that cannot load raises :class:`~florence_ui.errors.SamLoadError` then, and Florence-2 goes on.
+        """
         loaded = load_model(model, revision=revision, device=device, dtype=dtype)
-        return cls(loaded, cache_size=cache_size, generation=generation)
+        if isinstance(sam, str):
+            sam_dtype = "auto" if (dtype or "").lower() == "int8" else dtype  # SAM is not quantised
+            sam = load_sam(sam, device=loaded.device, dtype=sam_dtype, cache_size=cache_size)
+        return cls(loaded, cache_size=cache_size, generation=generation, sam=sam)
+
+    @property
+    def sam_name(self) -> str | None:
+        """The SAM checkpoint this engine refines with, or None."""
+        return self.sam.model_id if self.sam is not None else None
+
+    @property
+    def model_lock(self) -> threading.Lock:
+        """Held around every model call; a caller running its own pass on :attr:`model` (the teaching view's
+        explanation) takes it too, so the two never interleave."""
+        return self._model_lock
+
+    def release(self) -> None:
+        """Drop the weights and caches (the page's model picker, before it loads another model)."""
+        with self._model_lock:
+            self.model = None
+            self.clear_cache()
+            if self.sam is not None:
+                self.sam.clear_cache()
+        free_accelerator_memory()
 
     @classmethod
     def parser_only(cls, model: str = "base", *, revision: str | None = None) -> FlorenceEngine:
@@ -375,7 +420,12 @@ class FlorenceEngine:
             self._cache.clear()
 
     def generate(
-        self, requests: Sequence[PreparedRequest], *, use_cache: bool = True, time_limit: float | None = None
+        self,
+        requests: Sequence[PreparedRequest],
+        *,
+        use_cache: bool = True,
+        time_limit: float | None = None,
+        on_step: StepCallback | None = None,
     ) -> list[FlorenceResult]:
         """Answer prepared requests: all their rows in one ``generate``, each result finished once.
 
@@ -384,7 +434,8 @@ class FlorenceEngine:
         ``time_limit`` (seconds) caps each call below the operator's
         ``FLORENCE_UI_REQUEST_TIMEOUT``: a host with its own hard deadline (a
         ZeroGPU slot) passes it, so a long answer ends as "stopped at the time
-        limit" instead of being killed by the platform.
+        limit" instead of being killed by the platform. ``on_step``: the generation
+        stage's per-step callback (see :data:`~florence_ui.model.generation.StepCallback`).
         """
         self._require_model()
         groups: dict[GenerationSettings, list[int]] = {}
@@ -393,7 +444,8 @@ class FlorenceEngine:
         results: dict[int, FlorenceResult] = {}
         for settings, indices in groups.items():
             group = [requests[i] for i in indices]
-            results |= dict(zip(indices, self._generate(group, settings, use_cache, time_limit), strict=True))
+            answered = self._generate(group, settings, use_cache, time_limit, on_step)
+            results |= dict(zip(indices, answered, strict=True))
         return [results[i] for i in range(len(requests))]
 
     def run(
@@ -409,12 +461,18 @@ class FlorenceEngine:
         use_cache: bool = True,
         tile: bool = False,
         time_limit: float | None = None,
+        on_token: Callable[[int, int], None] | None = None,
+        refine: bool = False,
         **tile_options: Any,
     ) -> FlorenceResult:
         """Ask Florence-2 one task about one image (N boxes → one batched call): prepare + generate.
 
+        ``refine``: every box of the answer becomes a SAM mask (:meth:`refine`; needs ``sam=``).
+
         ``time_limit``: see :meth:`generate`. ``tile``: the dense-scene mode of
         :func:`florence_ui.model.tiling.run_tiled` (detection tasks only).
+        ``on_token(done, max_new_tokens)``: called once per decoding step (a
+        progress bar); the answer may end before ``done`` reaches the maximum.
         """
         started = time.perf_counter()
         if tile:
@@ -424,13 +482,102 @@ class FlorenceEngine:
                 raise InputError("The image must be a PIL image.")
             settings = self.settings_for(settings, max_new_tokens, num_beams)
             image = image.convert("RGB") if image.mode != "RGB" else image
-            return run_tiled(self, image, spec.token, text, settings=settings, time_limit=time_limit, **tile_options)
+            if refine:
+                self.require_sam()
+            result = run_tiled(self, image, spec.token, text, settings=settings, time_limit=time_limit, **tile_options)
+            return self.refine(result, image) if refine else result
+        if refine:
+            self.require_sam()  # before the model runs: a missing SAM is an input error, not a wasted answer
         request = self.prepare(
             image, task, text, boxes, settings=settings, max_new_tokens=max_new_tokens, num_beams=num_beams
         )
-        [result] = self.generate([request], use_cache=use_cache, time_limit=time_limit)
+        step = (lambda done, most, _leading: on_token(done, most)) if on_token is not None else None
+        [result] = self.generate([request], use_cache=use_cache, time_limit=time_limit, on_step=step)
+        if on_token is not None:  # the last step, so a progress bar ends full
+            on_token(max((len(row) for row in result.output_tokens or []), default=0), request.settings.max_new_tokens)
+        if refine:
+            result = self.refine(result, request.image)
         result.timings["total_s"] = time.perf_counter() - started  # preparing included
         return result
+
+    # ---- SAM: masks from boxes and clicks ---------------------------------------------
+    def require_sam(self) -> SamSegmenter:
+        """The SAM segmenter, or the InputError that says how to get one."""
+        if self.sam is None:
+            raise InputError(
+                "No SAM segmenter: load one with FlorenceEngine.from_pretrained(..., sam='slimsam') "
+                "(or start the app / CLI with --sam MODEL) to refine masks or segment clicks."
+            )
+        return self.sam
+
+    def refine(self, result: FlorenceResult, image: Image.Image, *, use_cache: bool = True) -> FlorenceResult:
+        """``result`` with a SAM mask for every box, in one decoder call (see :func:`~florence_ui.model.refine.refine_result`)."""
+        image = image.convert("RGB") if isinstance(image, Image.Image) and image.mode != "RGB" else image
+        return refine_result(result, image, self.require_sam(), use_cache=use_cache)
+
+    def segment(
+        self,
+        image: Image.Image,
+        points: Sequence[Sequence[float]] | None = None,
+        boxes: Sequence[Sequence[float]] | None = None,
+        point_labels: Sequence[int] | None = None,
+        *,
+        use_cache: bool = True,
+    ) -> sv.Detections:
+        """SAM only: masks for clicked ``points`` (1 positive, 0 negative) and/or ``boxes`` (``sv.Detections``)."""
+        if not isinstance(image, Image.Image):
+            raise InputError("The image must be a PIL image.")
+        image = image.convert("RGB") if image.mode != "RGB" else image
+        return self.require_sam().segment(image, points=points, boxes=boxes, point_labels=point_labels,
+                                          use_cache=use_cache)  # fmt: skip
+
+    def click(
+        self,
+        image: Image.Image,
+        points: Sequence[Sequence[float]],
+        point_labels: Sequence[int] | None = None,
+        task: str | Task = CLICK_TASK,
+        **run_options: Any,
+    ) -> FlorenceResult:
+        """One click = one labelled object: SAM's mask → its box → Florence-2's region task, all clicks at once."""
+        if not isinstance(image, Image.Image):
+            raise InputError("The image must be a PIL image.")
+        image = image.convert("RGB") if image.mode != "RGB" else image
+        return click_objects(self, self.require_sam(), image, points, point_labels, task, **run_options)
+
+    def stream(
+        self,
+        image: Image.Image,
+        task: str,
+        text: str | None = None,
+        boxes: Sequence[Sequence[float]] | None = None,
+        *,
+        settings: GenerationSettings | None = None,
+        max_new_tokens: int | None = None,
+        num_beams: int | None = None,
+        use_cache: bool = True,
+        tile: bool = False,
+        time_limit: float | None = None,
+        **tile_options: Any,
+    ) -> Iterator[StreamEvent]:
+        """:meth:`run` as it happens: :class:`StreamEvent`\\ s while the answer is generated, the result last.
+
+        The request is checked here, before anything runs (an :class:`InputError`
+        at the call, not mid-stream); see :func:`florence_ui.model.streaming.stream`.
+        """
+        if tile:
+            spec = get_task(task)
+            self._require_model()
+            if not isinstance(image, Image.Image):
+                raise InputError("The image must be a PIL image.")
+            settings = self.settings_for(settings, max_new_tokens, num_beams)
+            image = image.convert("RGB") if image.mode != "RGB" else image
+            return stream_tiled(lambda: run_tiled(self, image, spec.token, text, settings=settings,
+                                                  time_limit=time_limit, **tile_options))  # fmt: skip
+        request = self.prepare(
+            image, task, text, boxes, settings=settings, max_new_tokens=max_new_tokens, num_beams=num_beams
+        )
+        return stream_request(self, request, use_cache=use_cache, time_limit=time_limit)
 
     def run_texts(
         self,
@@ -571,6 +718,7 @@ class FlorenceEngine:
         settings: GenerationSettings,
         use_cache: bool,
         time_limit: float | None,
+        on_step: StepCallback | None = None,
     ) -> list[FlorenceResult]:
         """One generate call for ``requests`` (equal settings), then each result finished."""
         import torch
@@ -590,7 +738,9 @@ class FlorenceEngine:
             [got.features.expand(request.rows, -1, -1) for got, request in zip(per_request, requests, strict=True)]
         )
         vision_s = time.perf_counter() - started
-        batch = GenerationInput(tuple(requests), enc["input_ids"], enc["attention_mask"], rows, settings, timeout)
+        batch = GenerationInput(
+            tuple(requests), enc["input_ids"], enc["attention_mask"], rows, settings, timeout, on_step
+        )
         t1 = time.perf_counter()
         with self._model_lock, torch.inference_mode():
             out = self.generation(self.model, batch)

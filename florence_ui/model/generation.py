@@ -10,11 +10,17 @@ replaceable callable, like httpx's transport. The default,
 search, the time limit and per-token scores; a test double replaces only this
 stage, so prompts, token counts, decoding, parsing and the finished result stay
 product code under test.
+
+A stage may report progress: :class:`GenerationInput` carries an optional
+``on_step(step, max_steps, leading)`` callback, called once per decoding step
+with each row's leading hypothesis so far (greedy: the answer so far; beams: the
+best running beam, which a later step may replace). Streaming and progress bars
+are built on it; a stage that cannot report simply never calls it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -28,6 +34,10 @@ if TYPE_CHECKING:
 
 #: the decoder's position limit: Florence-2 cannot answer with more tokens
 MAX_NEW_TOKENS_LIMIT = 1024
+
+#: ``on_step(step, max_steps, leading)``: ``step`` tokens generated so far of at most ``max_steps``; ``leading`` is
+#: ``(rows, 1 + step)`` token ids (position 0 the decoder start token), each row's leading hypothesis
+StepCallback = Callable[[int, int, "torch.Tensor"], None]
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,8 @@ class GenerationInput:
     settings: GenerationSettings
     #: seconds the generation may run before it stops with what it has
     max_time: float
+    #: called once per decoding step (see :data:`StepCallback`); None: nobody is watching
+    on_step: StepCallback | None = None
 
 
 @dataclass(frozen=True)
@@ -119,9 +131,13 @@ class TransformersGeneration:
     """
 
     def __call__(self, model: Any, batch: GenerationInput) -> GenerationOutput:
+        from transformers import LogitsProcessorList
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
         settings = batch.settings
+        hooks = LogitsProcessorList()
+        if batch.on_step is not None:
+            hooks.append(StepHook(batch.on_step, settings.num_beams, settings.max_new_tokens))
         out = model.generate(
             input_ids=batch.input_ids,
             attention_mask=batch.attention_mask,
@@ -132,6 +148,7 @@ class TransformersGeneration:
             do_sample=False,
             output_scores=True,
             return_dict_in_generate=True,
+            logits_processor=hooks,
         )
         beams = settings.num_beams > 1
         scores = model.compute_transition_scores(
@@ -141,6 +158,25 @@ class TransformersGeneration:
             normalize_logits=not beams,
         )
         return GenerationOutput(out.sequences, scores)
+
+
+class StepHook:
+    """A logits processor that changes nothing and reports each step's leading hypotheses.
+
+    transformers calls every logits processor once per step with the sequences
+    so far, for greedy search and beam search alike (its streamer hook refuses
+    beams), so this is the one progress door that works for every setting; it
+    returns the scores untouched, so the answer is the one without it. In beam
+    search the running beams of each row come sorted best first: row ``r``'s
+    leading hypothesis is beam ``r * num_beams``.
+    """
+
+    def __init__(self, on_step: StepCallback, num_beams: int, max_steps: int) -> None:
+        self.on_step, self.num_beams, self.max_steps = on_step, max(1, int(num_beams)), int(max_steps)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        self.on_step(int(input_ids.shape[1]) - 1, self.max_steps, input_ids[:: self.num_beams])
+        return scores
 
 
 def rows_of(requests: Sequence[PreparedRequest]) -> list[slice]:

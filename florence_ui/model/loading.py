@@ -233,3 +233,18 @@ def load_processor(model: str = "base", *, revision: str | None = None) -> Loade
             "is not a Florence-2 processor.\nFix: pass --model with a Florence-2 checkpoint (base, large, or a folder)."
         )
     return LoadedModel(None, processor, model_id, revision, "cpu", None)
+
+
+def free_accelerator_memory() -> None:
+    """Return freed GPU memory to the device after a model was dropped (a model swap on small hardware).
+
+    Python frees the tensors once nothing refers to them (``gc.collect`` breaks the cycles); CUDA's caching
+    allocator keeps the blocks for reuse until ``empty_cache``, so the next model would not fit beside them.
+    """
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -87,6 +87,13 @@ def max_slot_seconds() -> int:
     return max(MIN_SLOT_S, value)
 
 
+def texts_slot_seconds(*args: Any, **kwargs: Any) -> int:
+    """``duration`` for one ``engine.run_texts(image, task, texts, settings=…)`` call: one row per text, like boxes."""
+    texts = kwargs.get("texts", args[2] if len(args) > 2 else None)
+    count = 1 if isinstance(texts, str) or not texts else len(texts)
+    return slot_seconds(kwargs.get("image"), None, None, [None] * count, settings=kwargs.get("settings"))
+
+
 def slot_seconds(*args: Any, **kwargs: Any) -> int:
     """ZeroGPU's dynamic ``duration`` for one ``engine.run(image, task, text, boxes, settings=…)`` call.
 
@@ -122,7 +129,17 @@ def wrap_engine(engine: Any, duration: int | None = None) -> Any:
         kwargs.setdefault("time_limit", max(1, size(*args, **kwargs) - SLOT_MARGIN_S))
         return run(*args, **kwargs)
 
+    run_texts = engine.run_texts
+    texts_size: Callable[..., int] = (lambda *a, **k: int(duration)) if duration else texts_slot_seconds
+
+    @functools.wraps(run_texts)
+    def run_texts_in_slot(*args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("time_limit", max(1, texts_size(*args, **kwargs) - SLOT_MARGIN_S))
+        return run_texts(*args, **kwargs)
+
     if spaces_module() is None or not hasattr(spaces_module(), "GPU"):
         return engine  # not on a Space: the engine's own time limit holds
     engine.run = gpu(run_in_slot, duration=size)
+    # detect-the-label-set and the MCP detect_classes tool ask one text per class in one call: a slot too
+    engine.run_texts = gpu(run_texts_in_slot, duration=texts_size)
     return engine

@@ -9,8 +9,8 @@ the marks and hands each group to the matching annotator:
 * masks + outlines (``MaskAnnotator`` + ``PolygonAnnotator``) for segmentation,
 * ``OrientedBoxAnnotator`` for OCR quadrilaterals,
 * ``BoxAnnotator`` for boxes, ``BoxCornerAnnotator`` for the user's prompt boxes,
-* ``RichLabelAnnotator`` (a real font, so accents, ``✓`` and CJK OCR text render)
-  with ``smart_position`` so labels do not pile up.
+* ``RichLabelAnnotator`` (a real font, so accents, ``✓`` and CJK OCR text render) at places chosen by
+  :func:`place_labels`: inside the picture, never on top of one another.
 
 Colours come from ``ColorLookup.CLASS`` with the engine's stable class ids, so
 "car" has the same colour in every task and every image. Accepted regions are
@@ -21,6 +21,8 @@ grow with the image, so labels stay readable from 64 px icons to 6000 px scans.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -31,7 +33,7 @@ from typing import Any
 
 import numpy as np
 import supervision as sv
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from florence_ui.core.fields import CLASS_NAME, POLYGONS, PROMPT_BOX, QUADS
 from florence_ui.core.images import to_rgb
@@ -328,19 +330,154 @@ def draw(
     labelled = [(m, text) for m, text in labelled if text]
     if labelled:
         texts = [text for _, text in labelled]
+        font_path = font_for(texts)
+        sizes = label_sizes(texts, font_path, style.font_size, style.padding)
+        anchors = np.array([m.xyxy for m, _ in labelled], dtype=np.float32).reshape(-1, 4) * factor
+        placed = place_labels(anchors, sizes, size)
+        # each label's rectangle is decided here; the annotator draws it at its TOP_LEFT anchor, which sits
+        # at the rectangle's bottom-left corner (so a "box" of zero size there puts the label exactly in place)
+        det = sv.Detections(xyxy=np.column_stack([placed[:, 0], placed[:, 3], placed[:, 0], placed[:, 3]]))
+        det.class_id = np.array([m.class_id for m, _ in labelled], dtype=int)
         annotator = sv.RichLabelAnnotator(
             color=PALETTE,
             text_color=TEXT_PALETTE,
-            font_path=font_for(texts),
+            font_path=font_path,
             font_size=style.font_size,
             text_padding=style.padding,
-            smart_position=True,
-            max_line_length=48,
+            text_position=sv.Position.TOP_LEFT,
+            max_line_length=LABEL_LINE_LENGTH,
         )
-        scene = annotator.annotate(scene, _detections([m for m, _ in labelled], factor), labels=texts)
+        scene = annotator.annotate(scene, det, labels=texts)
     return Image.fromarray(np.ascontiguousarray(np.asarray(scene)[:, :, ::-1]))
+
+
+#: labels longer than this many characters wrap onto more lines
+LABEL_LINE_LENGTH = 48
+
+
+#: SAM click markers: an object's click (green) and a click that takes a part away (red)
+CLICK_COLOURS = {1: "#16a34a", 0: "#dc2626"}
+
+
+def draw_clicks(picture: Image.Image, clicks: Sequence[tuple[float, float, int]], factor: int = 1) -> Image.Image:
+    """Mark SAM click prompts (``(x, y, label)`` in image pixels) on a drawn picture scaled by ``factor``.
+
+    A ring with a dot, the colour by label, sized for the picture so a click is visible at any size; a copy.
+    """
+    out = picture.copy()
+    pen = ImageDraw.Draw(out)
+    radius = max(5, round(min(out.size) / 90))
+    for x, y, label in clicks:
+        cx, cy = x * factor, y * factor
+        colour = CLICK_COLOURS[1 if label else 0]
+        pen.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), outline="white", width=max(2, radius // 3))
+        pen.ellipse((cx - radius / 2, cy - radius / 2, cx + radius / 2, cy + radius / 2), fill=colour)
+    return out
+
+
+@lru_cache(maxsize=16)
+def _font(font_path: str | None, font_size: int) -> Any:
+    from PIL import ImageFont
+
+    return ImageFont.truetype(font_path, font_size) if font_path else ImageFont.load_default(font_size)
+
+
+def label_sizes(texts: Sequence[str], font_path: str | None, font_size: int, padding: int) -> np.ndarray:
+    """(N, 2) width and height of each label's background, measured as ``sv.RichLabelAnnotator`` draws it
+    (its wrapping, the font's text boxes, ``padding`` around and between lines)."""
+    from PIL import ImageDraw
+    from supervision.annotators.utils import wrap_text
+
+    font = _font(font_path, font_size)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    out = []
+    for text in texts:
+        lines = wrap_text(text, LABEL_LINE_LENGTH)
+        boxes = [measure.textbbox((0, 0), line, font=font) for line in lines]
+        width = max(b[2] - b[0] for b in boxes)
+        height = sum(b[3] - b[1] for b in boxes) + (len(lines) - 1) * padding
+        out.append((int(width + 2 * padding), int(height + 2 * padding)))
+    return np.array(out, dtype=np.float32).reshape(-1, 2)
+
+
+def _overlaps(rect: np.ndarray, placed: list[np.ndarray]) -> bool:
+    return any(rect[0] < p[2] and p[0] < rect[2] and rect[1] < p[3] and p[1] < rect[3] for p in placed)
+
+
+def _inside(rect: np.ndarray, frame: tuple[int, int]) -> np.ndarray:
+    """Shift (never crop) a rectangle into the frame, top / left edge first (like ``sv``'s ``snap_boxes``)."""
+    width, height = frame
+    w, h = rect[2] - rect[0], rect[3] - rect[1]
+    x = min(max(0.0, float(rect[0])), max(0.0, width - w))
+    y = min(max(0.0, float(rect[1])), max(0.0, height - h))
+    return np.array([x, y, x + w, y + h], dtype=np.float32)
+
+
+def place_labels(boxes: np.ndarray, sizes: np.ndarray, frame: tuple[int, int]) -> np.ndarray:
+    """Where each label goes: (N, 4) rectangles inside ``frame`` that do not overlap one another.
+
+    Why not ``sv.RichLabelAnnotator(smart_position=True)``: it snaps labels into the frame and *then*
+    spreads overlapping ones apart, so a spread label can leave the frame again (cut at the top edge),
+    and it gives up after a number of rounds with labels still piled up ("#1 car" over "#1 turquoise…").
+    Here each label, in order, takes the first free spot of: above its box's top-left corner, inside it
+    at the top-left, below the box, inside at the bottom, then the same at the right-hand corners, each
+    shifted into the frame; failing those, the nearest free row above or below in the same column, then
+    any free spot on a grid over the picture. Only a picture too full to hold every label without
+    overlap (hundreds of labels) keeps the first spot, overlapping.
+    """
+    width, height = frame
+    placed: list[np.ndarray] = []
+    for (x1, y1, x2, y2), (w, h) in zip(boxes.reshape(-1, 4), sizes.reshape(-1, 2), strict=True):
+        candidates = [
+            (x1, y1 - h), (x1, y1), (x1, y2), (x1, y2 - h),
+            (x2 - w, y1 - h), (x2 - w, y1), (x2 - w, y2), (x2 - w, y2 - h),
+        ]  # fmt: skip
+        rects = [_inside(np.array([x, y, x + w, y + h], dtype=np.float32), frame) for x, y in candidates]
+        choice = next((r for r in rects if not _overlaps(r, placed)), None)
+        if choice is None:
+            first = rects[0]
+            step = max(1.0, float(h))
+            rows = sorted(np.arange(0.0, max(1.0, height - h + 1), step), key=lambda y: abs(y - first[1]))
+            column = (_inside(np.array([first[0], y, first[0] + w, y + h], dtype=np.float32), frame) for y in rows)
+            choice = next((r for r in column if not _overlaps(r, placed)), None)
+        if choice is None:
+            grid = (
+                _inside(np.array([x, y, x + w, y + h], dtype=np.float32), frame)
+                for y in np.arange(0.0, max(1.0, height - h + 1), max(1.0, float(h)))
+                for x in np.arange(0.0, max(1.0, width - w + 1), max(1.0, float(w) / 4))
+            )
+            choice = next((r for r in grid if not _overlaps(r, placed)), rects[0])
+        placed.append(choice)
+    return np.array(placed, dtype=np.float32).reshape(-1, 4)
 
 
 def render_result(image: Image.Image, result: Any, **options: Any) -> Image.Image:
     """A ``FlorenceResult`` drawn on its image (the API's annotated image)."""
     return draw(image, marks_from_result(result), **options)
+
+
+#: zlib level of :func:`save_png`: 1 is lossless like every level, several times faster than PIL's default 6 on
+#: photos, and its files are a little larger (measured in benchmarks/bench_app_overhead.py)
+PNG_COMPRESS_LEVEL = 1
+
+
+def save_png(image: Image.Image, folder: str | Path, name: str = "result.png") -> str:
+    """Write ``image`` as a lossless PNG under ``folder/<content hash>/name``; returns the file's path.
+
+    Why not hand the PIL image to ``gr.Image(format="png")``: gradio encodes it at zlib level 6 and then
+    hashes the bytes with sha256, most of the app's own time per request (issue 17). Written here at
+    level 1 into the component's cache folder (``component.GRADIO_CACHE``), gradio serves the file as it
+    is: no second encoding, no copy. Same pixels, a somewhat larger file. The folder is named by a
+    blake2b digest of the bytes, so the same picture is one file.
+    """
+    with io.BytesIO() as buffer:
+        image.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+        data = buffer.getvalue()
+    target = Path(folder) / hashlib.blake2b(data, digest_size=16).hexdigest()
+    target.mkdir(parents=True, exist_ok=True)
+    path = target / name
+    if not path.exists():
+        staging = target / f".{name}.{os.getpid()}"
+        staging.write_bytes(data)
+        os.replace(staging, path)  # a concurrent request for the same picture never reads half a file
+    return str(path)

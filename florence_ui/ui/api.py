@@ -22,11 +22,12 @@ from florence_ui.core.review import ACCEPTED, STATUSES
 from florence_ui.core.tasks import CAPTION_TASK, DEFAULT_TASK, TASKS, get_task
 from florence_ui.errors import WorkspaceError
 from florence_ui.model.engine import InputError
-from florence_ui.render.annotate import render_result, upscale_factor
-from florence_ui.render.teaching import bin_rows, token_spans
+from florence_ui.render.annotate import render_result, save_png, upscale_factor
+from florence_ui.render.teaching import bin_rows, token_kind, token_spans
 from florence_ui.ui import workspace_view as wsv
 from florence_ui.ui.controller import Controller
 from florence_ui.ui.session import UISession
+from florence_ui.ui.views import explanation_for
 
 
 def parse_boxes(boxes: Any) -> list[list[float]]:
@@ -102,8 +103,10 @@ def _error(exc: Exception) -> gr.Error:
 
 
 def register_api(controller: Controller, state: gr.State) -> None:
-    """Add the API-only endpoints to the Blocks being built (call inside ``with gr.Blocks()``)."""
-    engine = controller.engine
+    """Add the API-only endpoints to the Blocks being built (call inside ``with gr.Blocks()``).
+
+    The engine is read from the controller at each call (``controller.engine``): the page's model picker swaps it.
+    """
 
     def _load(session: UISession, image_path: str | None) -> None:
         if not image_path:
@@ -112,10 +115,12 @@ def register_api(controller: Controller, state: gr.State) -> None:
         session.set_image(image, name=str(image_path).replace("\\", "/").rsplit("/", 1)[-1], file=image_path)
         session.image_path, session.image_turns = None, 0
 
-    def run_task(session, image, task, text, boxes, max_new_tokens, num_beams):
+    def run_task(session, image, task, text, boxes, max_new_tokens, num_beams, tile=False, refine=False):
         """Run one Florence-2 task. image: file; task: token like "<OD>" or a name; text: for text tasks;
-        boxes: JSON list of [x1, y1, x2, y2] pixels for region tasks. Returns the annotated PNG and the result JSON.
-        The result is also added (pending) to this client's review."""
+        boxes: JSON list of [x1, y1, x2, y2] pixels for region tasks; tile: the dense-scene mode (tiles + the
+        whole image, merged) for the tasks that tile; refine: SAM masks for every box (a server started with
+        --sam). Returns the annotated PNG and the result JSON. The result is also added (pending) to this
+        client's review."""
         try:
             ws = _open_workspace(session)
             _load(session, image)
@@ -123,7 +128,8 @@ def register_api(controller: Controller, state: gr.State) -> None:
             parsed = parse_boxes(boxes)
             session.boxes = parsed
             settings = controller.settings_for(max_new_tokens, num_beams)
-            result = controller.run(session, spec.token, text, settings, boxes=parsed)
+            result = controller.run(session, spec.token, text, settings, boxes=parsed, tile=bool(tile),
+                                    refine=bool(refine))  # fmt: skip
             stored = None
             if ws is not None:  # the answer goes to the open workspace too: reviewable there, after a restart
                 data = session.image_data
@@ -137,7 +143,7 @@ def register_api(controller: Controller, state: gr.State) -> None:
         out["review_ids"] = (
             stored if stored is not None else [i.id for i in session.review.items if i.run == session.review.runs]
         )
-        return session, render_result(session.image, result), out
+        return session, save_png(render_result(session.image, result), out_image.GRADIO_CACHE), out
 
     def caption_and_ground(session, image, caption_task):
         """Caption the image, then ground every phrase of the caption (the one-click cascade)."""
@@ -147,7 +153,7 @@ def register_api(controller: Controller, state: gr.State) -> None:
         except (InputError, ImageLoadError, ValueError) as exc:
             raise _error(exc) from exc
         out = {"caption": caption.text, "caption_result": caption.to_dict(), "grounding": grounding.to_dict()}
-        return session, render_result(session.image, grounding), out
+        return session, save_png(render_result(session.image, grounding), out_image.GRADIO_CACHE), out
 
     def review(session):
         """This client's review: every region and text from every task run on its current image (with a
@@ -207,28 +213,56 @@ def register_api(controller: Controller, state: gr.State) -> None:
         return session, review_json(session)
 
     def teaching(session, run):
-        """The teaching view of a run (1-based; 0 = latest): prompts, token counts, raw text, bins → pixels."""
+        """The teaching view of a run (1-based; 0 = latest): prompts, token counts, raw text, bins → pixels, and
+        the model's tokens ({piece, probability, text, id, row, step, kind}) with, per token, `attention`: a
+        side×side grid of the decoder's cross-attention over the image patches (mean over layers and heads,
+        summing to 1), `alternatives` (top-k at that step), `input_tokens` and the grid side."""
         if not session.results:
             raise _error(InputError("No run yet: call /run_task first."))
-        n = int(run or 0) or len(session.results)
+        try:
+            n = int(run or 0) or len(session.results)
+        except (TypeError, ValueError) as exc:
+            raise _error(InputError("run must be a whole number (1-based; 0 = latest).")) from exc
         if not 1 <= n <= len(session.results):
             raise _error(InputError(f"run must be between 1 and {len(session.results)} (0 = latest)."))
         result = session.results[n - 1]
+        explained: dict[str, Any]
+        try:
+            ex = explanation_for(controller, session, result)
+        except InputError as exc:  # a parsed (not generated) run has no tokens: say so, keep the rest
+            explained = {"tokens": [], "attention": [], "alternatives": [], "explain_note": str(exc)}
+        else:
+            tokens = ex.token_dicts()
+            for entry in tokens:
+                entry["kind"] = token_kind(entry["piece"]) or "word"
+            explained = {
+                "tokens": tokens,
+                "attention": ex.attention_lists(),
+                "attention_grid": [ex.grid_side, ex.grid_side],
+                "attention_averaged": ex.averaged,
+                "image_share": [round(float(v), 6) for v in ex.image_share],
+                "pooled_share": [round(float(v), 6) for v in ex.pooled_share],
+                "alternatives": ex.alternative_dicts(),
+                "input_tokens": ex.input_tokens,
+                "model_input_size": list(ex.eye.size),
+                "explain_notes": ex.notes,
+            }
         return {
             "run": n,
             "task": result.task,
             "prompts": result.prompts,
             "model_prompts": result.model_prompts,
             "prompt_tokens": result.prompt_tokens,
-            "num_image_tokens": engine.num_image_tokens,
+            "num_image_tokens": controller.engine.num_image_tokens,
             "generated_tokens": result.generated_tokens,
             "raw": result.raw,
-            "tokens": [[piece, kind] for piece, kind in token_spans(result.raw)],
+            "spans": [[piece, kind] for piece, kind in token_spans(result.raw)],  # the decoded text, highlighted
             "bins": [
                 dict(zip(["region", "label", "token", "axis", "bin", "formula", "pixel"], r, strict=True))
                 for r in bin_rows(result)
             ],  # fmt: skip
             "truncated": result.truncated,
+            **explained,
         }
 
     def tasks():
@@ -245,6 +279,8 @@ def register_api(controller: Controller, state: gr.State) -> None:
         boxes = gr.JSON(value=[], label="boxes")
         max_new = gr.Number(value=controller.settings.max_new_tokens, label="max_new_tokens", precision=0)
         beams = gr.Number(value=controller.settings.num_beams, label="num_beams", precision=0)
+        tile = gr.Checkbox(value=False, label="tile")
+        refine = gr.Checkbox(value=False, label="refine")
         caption_task = gr.Textbox(value=CAPTION_TASK.token, label="caption_task")
         ids = gr.JSON(value=[], label="ids")
         status = gr.Textbox(value=ACCEPTED.value, label="status")
@@ -259,7 +295,8 @@ def register_api(controller: Controller, state: gr.State) -> None:
 
     common = {"triggers": [], "concurrency_limit": 4}
     model = {"triggers": [], "concurrency_id": "model", "concurrency_limit": 1}
-    gr.on(fn=run_task, inputs=[state, image, task, text, boxes, max_new, beams], outputs=[state, out_image, out_json],
+    gr.on(fn=run_task, inputs=[state, image, task, text, boxes, max_new, beams, tile, refine],
+          outputs=[state, out_image, out_json],
           api_name="run_task", **model)  # fmt: skip
     gr.on(fn=caption_and_ground, inputs=[state, image, caption_task], outputs=[state, out_image, out_json],
           api_name="caption_and_ground", **model)  # fmt: skip
@@ -270,5 +307,6 @@ def register_api(controller: Controller, state: gr.State) -> None:
           **common)  # fmt: skip
     gr.on(fn=review_accept_above, inputs=[state, threshold, unscored], outputs=[state, out_json],
           api_name="review_accept_above", **common)  # fmt: skip
-    gr.on(fn=teaching, inputs=[state, run], outputs=[out_json], api_name="teaching", **common)
+    # the model explains the run (one teacher-forced pass, cached): the model's queue slot
+    gr.on(fn=teaching, inputs=[state, run], outputs=[out_json], api_name="teaching", **model)
     gr.on(fn=tasks, inputs=[], outputs=[out_json], api_name="tasks", **common)

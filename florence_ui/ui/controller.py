@@ -10,7 +10,10 @@ call these methods directly, without a browser.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import inspect
+import os
+from collections.abc import Callable, Generator, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 from PIL import Image
@@ -19,12 +22,28 @@ from florence_ui.core import limits
 from florence_ui.core.images import ImageLoadError, open_image, rotate_quarter_turns
 from florence_ui.core.review import ACCEPTED, PENDING, REJECTED, ReviewSession
 from florence_ui.core.tasks import CAPTION_TASK, GROUNDING_TASK, TASKS, InputKind, Task, get_task
-from florence_ui.model.engine import FlorenceEngine, GenerationSettings, InputError
-from florence_ui.render.annotate import Mark, draw, marks_from_items
+from florence_ui.model.engine import FlorenceEngine, GenerationSettings, InputError, StreamEvent
+from florence_ui.render.annotate import (
+    Mark,
+    draw,
+    draw_clicks,
+    marks_from_items,
+    marks_from_result,
+    save_png,
+    upscale_factor,
+)
 from florence_ui.render.teaching import grid_overlay, md_tokens
 from florence_ui.ui.session import UISession
 
 Progress = Callable[[float, str], None]
+#: ``on_token(n_done, n_max)``: what an engine that reports its generated tokens calls (see :func:`token_progress`)
+OnToken = Callable[[int, int], None]
+#: where the steps of one run sit on the progress bar: prepare → vision + generate (tokens) → draw
+PREPARE_AT, GENERATE_FROM, GENERATE_TO, DRAW_AT = 0.05, 0.15, 0.85, 0.9
+#: the page's answer-length default on CPU hardware (the API keeps the server's defaults)
+CPU_PAGE_MAX_NEW_TOKENS = 256
+#: set to 0 to give the page the server's defaults on CPU too (beams, max new tokens as started)
+CPU_PAGE_DEFAULTS_ENV = "FLORENCE_UI_CPU_PAGE_DEFAULTS"
 SHOW_MODES = {"latest": "Latest run + accepted", "all": "Everything not rejected", "accepted": "Accepted only"}
 _KIND = {InputKind.NONE: "whole image", InputKind.TEXT: "needs text", InputKind.BOXES: "uses your boxes"}
 
@@ -107,12 +126,66 @@ def box_hint(session: UISession) -> str:
     return f"**{n} box{'es' if n != 1 else ''}** drawn; region tasks answer each one (#1 … #{n})."
 
 
+def page_settings(
+    engine: Any, settings: GenerationSettings, environ: dict[str, str] | None = None
+) -> GenerationSettings:
+    """What the page's sliders start at: on CPU hardware greedy and shorter answers, else the server's defaults.
+
+    Why: beam search with 3 beams and 1024 new tokens is what Florence-2's authors use, but on a CPU Space
+    a first visitor waits a minute for it; greedy (1 beam) with at most
+    :data:`CPU_PAGE_MAX_NEW_TOKENS` answers the examples in seconds, nearly always with the same regions.
+    The sliders show the values and stay changeable; API calls keep the server's defaults
+    (``--num-beams`` / ``--max-new-tokens``). ``FLORENCE_UI_CPU_PAGE_DEFAULTS=0`` turns this off.
+    """
+    environ = os.environ if environ is None else environ
+    if str(getattr(engine, "device", "")) != "cpu" or environ.get(CPU_PAGE_DEFAULTS_ENV, "1").strip() == "0":
+        return settings
+    return GenerationSettings(min(settings.max_new_tokens, CPU_PAGE_MAX_NEW_TOKENS), 1).checked()
+
+
+def token_progress(progress: Progress, desc: str, start: float = GENERATE_FROM, end: float = GENERATE_TO) -> OnToken:
+    """An ``on_token(n_done, n_max)`` callback that moves ``progress`` from ``start`` to ``end`` with the tokens."""
+
+    def on_token(n_done: int, n_max: int) -> None:
+        share = min(1.0, max(0.0, n_done / n_max)) if n_max else 0.0
+        progress(start + (end - start) * share, f"{desc} {n_done}/{n_max} tokens")
+
+    return on_token
+
+
+def tileable() -> list[str]:
+    """Names of the tasks the "Tiled" switch applies to (the task table's ``tileable`` rows)."""
+    return [t.name for t in TASKS if t.tileable]
+
+
+def can_refine(engine: Any) -> bool:
+    """True when the engine has a SAM segmenter to refine masks with (``FlorenceEngine.from_pretrained(sam=...)``)."""
+    return getattr(engine, "sam_name", None) is not None and callable(getattr(engine, "refine", None))
+
+
+def accepts_on_token(run: Callable[..., Any]) -> bool:
+    """True when an engine's ``run`` takes an ``on_token`` callback (the streaming door, when the engine has it).
+
+    Not through a wrapper (``functools.wraps``: ZeroGPU's ``spaces.GPU`` slot, see ``model.zerogpu``): the slot
+    may run the call in another process, where a callback into this page's progress bar cannot reach it.
+    """
+    if getattr(run, "__wrapped__", None) is not None:
+        return False
+    try:
+        return "on_token" in inspect.signature(run).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 class Controller:
     """Actions of the page over one shared engine."""
 
     def __init__(self, engine: FlorenceEngine, settings: GenerationSettings | None = None) -> None:
         self.engine = engine
+        #: the server's defaults: what API calls get when they pass none
         self.settings = (settings or GenerationSettings()).checked()
+        #: what the page's sliders start at (:func:`page_settings`)
+        self.page_settings = page_settings(engine, self.settings)
 
     # ---- image and boxes ------------------------------------------------------------------
     def set_input(self, session: UISession, value: dict[str, Any] | None) -> bool:
@@ -162,8 +235,38 @@ class Controller:
         settings: GenerationSettings | None = None,
         progress: Progress | None = None,
         boxes: Sequence[Sequence[float]] | None = None,
+        *,
+        tile: bool = False,
+        refine: bool = False,
     ) -> Any:
         """Run one task on the session's image and add its answer to the review (as pending)."""
+        steps = self.run_steps(session, task, text, settings, progress, boxes, tile=tile, refine=refine, stream=False)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    def run_steps(
+        self,
+        session: UISession,
+        task: str,
+        text: str | None = None,
+        settings: GenerationSettings | None = None,
+        progress: Progress | None = None,
+        boxes: Sequence[Sequence[float]] | None = None,
+        *,
+        tile: bool = False,
+        refine: bool = False,
+        stream: bool = True,
+    ) -> Generator[StreamEvent, None, Any]:
+        """:meth:`run`, yielding the answer as it is generated (``StreamEvent``\\ s); returns the result.
+
+        Streams through ``engine.stream`` when the engine has it and is not wrapped (a ZeroGPU slot may run
+        the call in another process, see :func:`accepts_on_token`); otherwise one ``engine.run`` call. Bad
+        input fails before anything runs, as with :meth:`run`. ``tile``: the dense-scene mode for the tasks
+        that tile (:func:`tileable`); ``refine``: SAM masks for every box of the answer (``engine.refine``).
+        """
         progress = progress or (lambda _f, _d: None)
         if session.image is None:
             raise InputError("No image yet: upload, paste or pick an example first.")
@@ -176,24 +279,51 @@ class Controller:
             )
         if spec.needs_text and not (text or "").strip():
             raise InputError(f"{spec.name} needs a text prompt, e.g. “{spec.text_hint}”.")
+        if tile and not spec.tileable:
+            raise InputError(f"{spec.name} does not tile: the tiled mode is for {', '.join(tileable())}.")
+        engine = self.engine
+        if refine and not can_refine(engine):
+            raise InputError(
+                "Refining masks needs SAM, and this server runs without it: start it with --sam MODEL "
+                "(e.g. --sam slimsam), or untick “Refine masks with SAM”."
+            )
         given, cap = len(boxes), limits.current().max_boxes
         capped = spec.needs_boxes and given > cap
         if capped:  # a web request's limit; the CLI's batch jobs take every box
             boxes = list(boxes)[:cap]
         what = f"{len(boxes)} box{'es' if len(boxes) != 1 else ''}" if spec.needs_boxes else "the image"
-        progress(0.15, f"Florence-2: {spec.name} on {what}…")
+        progress(PREPARE_AT, f"Preparing {spec.name} on {what}{' (tiled)' if tile else ''}…")
         asked_about = session.review.image_key, session.image.size
-        result = self.engine.run(
-            session.image,
-            spec.token,
-            text if spec.needs_text else None,
-            boxes if spec.needs_boxes else None,
-            settings=settings or self.settings,
-        )
+        desc = f"Florence-2: {spec.name} on {what} (vision + generation)…"
+        progress(GENERATE_FROM, desc)
+        args = (session.image, spec.token, text if spec.needs_text else None, boxes if spec.needs_boxes else None)
+        options: dict[str, Any] = {"settings": settings or self.settings, "tile": tile}
+        direct = accepts_on_token(engine.run)  # not wrapped for a GPU slot: callbacks and streams reach the page
+        result = None
+        if stream and direct and callable(getattr(engine, "stream", None)):
+            moved = token_progress(progress, desc)
+            for event in engine.stream(*args, **options):
+                if event.done:
+                    result = event.result
+                else:
+                    moved(event.step, event.max_steps)
+                    yield event
+        else:
+            if direct and not tile:  # an engine that reports its tokens moves the bar with them
+                options["on_token"] = token_progress(progress, desc)
+            result = engine.run(*args, **options)
+        if refine:
+            progress(GENERATE_TO, "SAM: refining the masks…")
+            result = engine.refine(result, session.image)
         if capped:
             result.notes.insert(0, f"{given} boxes were given; only the first {cap} were run (the per-request limit, "
                                    "FLORENCE_UI_MAX_BOXES). Run the rest in another request.")  # fmt: skip
-        progress(0.85, "Drawing the answer…")
+        progress(DRAW_AT, "Drawing the answer…")
+        return self.file_result(session, result, asked_about)
+
+    @staticmethod
+    def file_result(session: UISession, result: Any, asked_about: tuple[str | None, tuple[int, int]]) -> Any:
+        """Add a finished answer to the session's review (pending), or to the image it was asked about."""
         if session.review.image_key != asked_about[0]:
             _file_under(session, asked_about, result)
             raise InputError(
@@ -205,6 +335,62 @@ class Controller:
         session.teach_run = None
         session.status = status_markdown(result)
         return result
+
+    # ---- SAM clicks: one click = one labelled object ----------------------------------------------------
+    @staticmethod
+    def add_click(session: UISession, x: float, y: float, negative: bool = False) -> None:
+        """A click on the result picture (its pixels; the picture is upscaled for small images) as a SAM point."""
+        if session.image is None:
+            raise InputError("No image yet: upload, paste or pick an example first, then click on an object.")
+        factor = upscale_factor(session.image.size)
+        px, py = float(x) / factor, float(y) / factor
+        width, height = session.image.size
+        if not (0 <= px <= width and 0 <= py <= height):
+            raise InputError(f"That click ({px:.0f}, {py:.0f}) is outside the {width}x{height} image.")
+        if negative and not any(label == 1 for _, _, label in session.clicks):
+            raise InputError("A negative (Shift-) click removes part of an object: click the object itself first.")
+        if len(session.clicks) >= limits.current().max_boxes:
+            raise InputError(f"At most {limits.current().max_boxes} clicks per request (FLORENCE_UI_MAX_BOXES): "
+                             "segment these first.")  # fmt: skip
+        session.clicks.append((round(px, 2), round(py, 2), 0 if negative else 1))
+
+    @staticmethod
+    def click_hint(session: UISession) -> str:
+        """What the clicks so far will become."""
+        objects = sum(1 for *_, label in session.clicks if label == 1)
+        if not session.clicks:
+            return ("Click an object on the result picture: each click is one object (Shift-click, or tick "
+                    "*negative*, to take a part away). Then **Segment the clicks**.")  # fmt: skip
+        negatives = len(session.clicks) - objects
+        extra = f" and {negatives} negative click{'s' if negatives != 1 else ''}" if negatives else ""
+        return f"{objects} object{'s' if objects != 1 else ''}{extra}: **Segment the clicks** labels them in one batch."
+
+    def segment_clicks(self, session: UISession, settings: GenerationSettings | None = None) -> Any:
+        """Every click object → SAM mask → its box → Florence-2 names it; one region per object, in the review."""
+        if session.image is None:
+            raise InputError("No image yet: upload, paste or pick an example first.")
+        if not session.clicks:
+            raise InputError("No clicks yet: click an object on the result picture first.")
+        engine = self.engine
+        if not can_refine(engine):
+            raise InputError("Click segmentation needs SAM: start the app with --sam MODEL (e.g. --sam slimsam).")
+        asked_about = session.review.image_key, session.image.size
+        points = [(x, y) for x, y, _ in session.clicks]
+        labels = [label for *_, label in session.clicks]
+        result = engine.click(session.image, points, labels, settings=settings or self.settings)
+        session.clicks = []
+        return self.file_result(session, result, asked_about)
+
+    def partial_image(self, session: UISession, task: str, event: StreamEvent) -> Image.Image | None:
+        """The picture with the accepted regions and the boxes whose four ``<loc_N>`` tokens are complete so far.
+
+        None when the event has no boxes to draw (a text answer, or before the first box completes).
+        """
+        if session.image is None or event.detections is None or len(event.detections) == 0:
+            return None
+        so_far = marks_from_result(SimpleNamespace(task=task, detections=event.detections))
+        accepted = marks_from_items(session.review.by_status(ACCEPTED), self.class_id)
+        return self.result_image(session, [*accepted, *so_far])
 
     def caption_then_ground(
         self,
@@ -290,7 +476,15 @@ class Controller:
         if session.image is None:
             return None
         picture = draw(session.image, self.result_marks(session) if marks is None else marks)
+        if session.clicks:
+            picture = draw_clicks(picture, session.clicks, upscale_factor(session.image.size))
         return grid_overlay(picture) if session.grid else picture
+
+    def result_file(self, session: UISession, folder: str, marks: Sequence[Mark] | None = None) -> str | None:
+        """:meth:`result_image` written as a lossless PNG into ``folder`` (a component's ``GRADIO_CACHE``), which
+        gradio serves as is: faster than handing it the PIL image to encode (see ``render.annotate.save_png``)."""
+        picture = self.result_image(session, marks)
+        return None if picture is None else save_png(picture, folder)
 
 
 def _file_under(session: UISession, asked_about: tuple[str | None, tuple[int, int]], result: Any) -> None:
@@ -367,6 +561,9 @@ def status_markdown(result: Any, before: Any | None = None) -> str:
 __all__ = [
     "Controller",
     "ImageLoadError",
+    "accepts_on_token",
+    "page_settings",
+    "token_progress",
     "InputError",
     "SHOW_MODES",
     "annotator_value",

@@ -13,6 +13,11 @@ SIGHUP closes the web server, stops the Label Studio this app started and
 exits with 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM).
 Exit codes otherwise: 0 after a normal close, 1 the model could not be
 loaded, 2 a bad option or ``FLORENCE_UI_*`` limit.
+
+``--mcp`` (or ``FLORENCE_UI_MCP=1``, which a Space sets in its variables) also
+serves the Florence-2 tasks as MCP tools for agents (:mod:`florence_ui.ui.mcp_tools`)
+at ``/gradio_api/mcp/``. Gradio's own ``GRADIO_MCP_SERVER=true`` means the same:
+without this module gradio would list every public API endpoint as a tool.
 """
 
 from __future__ import annotations
@@ -24,6 +29,14 @@ from collections.abc import Sequence
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+#: the variable that turns ``--mcp`` on where no flag can be passed (a Space's settings)
+MCP_ENV = "FLORENCE_UI_MCP"
+#: the variable that names the SAM checkpoint where no flag can be passed (a Space's settings)
+SAM_ENV = "FLORENCE_UI_SAM"
+#: where gradio's MCP server answers (streamable HTTP; SSE clients add ``sse``)
+MCP_PATH = "/gradio_api/mcp/"
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 
 DESCRIPTION = ("Florence-2 UI: run every Florence-2 task on an image, draw boxes as prompts, review the answers and "
                "teach how <loc_N> tokens become pixels.")  # fmt: skip
@@ -58,6 +71,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     parser.add_argument("--no-labelstudio", action="store_true",
                         help="don't start a local Label Studio when LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY are unset")  # fmt: skip
+    parser.add_argument("--sam", default=os.environ.get(SAM_ENV) or None, metavar="MODEL",
+                        help="also load SAM to refine masks and segment clicks (alias slimsam, sam-base, ..., a hub id "
+                             f"or a folder; default: {SAM_ENV}, else none). A SAM that cannot load is reported and "
+                             "the app runs without it")  # fmt: skip
+    parser.add_argument("--model-choices", default=None,
+                        help="comma-separated models visitors may switch to on the page, one resident at a time "
+                             "(sets FLORENCE_UI_MODEL_CHOICES; default: no picker)")  # fmt: skip
+    parser.add_argument("--mcp", action="store_true",
+                        help=f"also serve the Florence-2 tasks as MCP tools for agents at {MCP_PATH} "
+                             f"(needs gradio[mcp]; default: {MCP_ENV}=1)")  # fmt: skip
     return parser
 
 
@@ -93,6 +116,48 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
+def attach_sam(engine, name: str, device: str | None = "auto") -> bool:
+    """Load SAM now and give it to the engine; on failure say why and go on without refinement (False)."""
+    from florence_ui.errors import SamLoadError
+    from florence_ui.model.sam import load_sam
+
+    print(f"Loading SAM '{name}'…", flush=True)
+    try:
+        engine.sam = load_sam(name, device=engine.device if device in (None, "auto") else device, lazy=False)
+    except SamLoadError as exc:
+        print(f"warning: {exc}\nThe app runs without SAM: no mask refinement, no click segmentation.",
+              file=sys.stderr, flush=True)  # fmt: skip
+        return False
+    print(f"SAM: {engine.sam.describe()}", flush=True)
+    return True
+
+
+def mcp_wanted(args: argparse.Namespace, environ: dict[str, str] | None = None) -> bool:
+    """``--mcp``, ``FLORENCE_UI_MCP`` or gradio's ``GRADIO_MCP_SERVER``; ValueError for a value that is neither."""
+    environ = os.environ if environ is None else environ
+    raw = environ.get(MCP_ENV, "").strip().lower()
+    if raw not in _TRUE + _FALSE:
+        raise ValueError(f"{MCP_ENV}={environ[MCP_ENV]!r} is not one of 1 / 0 (true, false, yes, no, on, off).")
+    return bool(getattr(args, "mcp", False)) or raw in _TRUE or environ.get("GRADIO_MCP_SERVER", "").lower() == "true"
+
+
+def mcp_missing() -> str | None:
+    """Why the MCP server cannot start here (the ``mcp`` package is missing), or None."""
+    try:
+        import mcp  # noqa: F401 - gradio's MCP server needs it; gradio imports it only at launch
+    except ImportError:
+        return (
+            "--mcp needs the MCP extra of gradio: pip install 'gradio[mcp]' (or start without --mcp / FLORENCE_UI_MCP)."
+        )
+    return None
+
+
+def mcp_url(host: str, port: int | None) -> str:
+    """The MCP URL a client on this machine uses (a server on every address is reached on 127.0.0.1)."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"http://{shown}:{port or 7860}{MCP_PATH}"
+
+
 def _serve(args: argparse.Namespace) -> int:
     from florence_ui import FlorenceEngine, GenerationSettings, InputError, ModelLoadError
     from florence_ui.core.limits import LimitsError, current
@@ -100,8 +165,16 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         settings = GenerationSettings(args.max_new_tokens, args.num_beams).checked()
         current()  # a malformed FLORENCE_UI_* limit stops the start, not every later request
-    except (InputError, LimitsError) as exc:
+        mcp = mcp_wanted(args)
+    except (InputError, LimitsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.model_choices:
+        from florence_ui.ui.model_picker import MODEL_CHOICES_ENV
+
+        os.environ[MODEL_CHOICES_ENV] = args.model_choices
+    if mcp and (why := mcp_missing()):
+        print(f"error: {why}", file=sys.stderr)
         return 2
     print(f"Loading Florence-2 '{args.model}' (device {args.device}, dtype {args.dtype})…", flush=True)
     try:
@@ -111,13 +184,21 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"Loaded {engine.describe()}", flush=True)
+    if getattr(args, "sam", None):
+        attach_sam(engine, args.sam, args.device)
     if not args.no_labelstudio:
         from florence_ui.labelstudio.server import start_embedded_if_unconfigured
 
         start_embedded_if_unconfigured()  # background; a no-op when configured or Label Studio is not installed
     from florence_ui.ui.app import launch
 
-    launch(engine, settings=settings, host=args.host, port=args.port, share=args.share)  # returns once closed
+    if mcp:
+        from florence_ui.ui.mcp_tools import TOOL_NAMES
+
+        url = mcp_url(args.host, args.port)
+        print(f"MCP server: {url} (streamable HTTP; SSE: {url}sse) · tools: {', '.join(TOOL_NAMES)}", flush=True)
+    # returns once closed
+    launch(engine, settings=settings, host=args.host, port=args.port, share=args.share, mcp=mcp)
     return 0
 
 

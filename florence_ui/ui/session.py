@@ -46,6 +46,8 @@ class UISession:
     teach_run: int | None = None
     #: the status line of the latest run (timings, warnings), kept to redraw the page
     status: str = ""
+    #: SAM click prompts on the current image, ``(x, y, label)`` in image pixels (1 positive, 0 negative)
+    clicks: list[tuple[float, float, int]] = field(default_factory=list)
     #: what this browser has open in the Workspace tab (plain data; the workspace itself is on disk)
     workspace: WorkspaceState | None = None
 
@@ -95,7 +97,7 @@ class UISession:
             else:
                 self.review, self.results = ReviewSession(), []
                 self.review.start(key, image.size)
-            self.boxes = []
+            self.boxes, self.clicks = [], []
             self.teach_run, self.status = None, ""
         self.image, self.image_name = image, name
         self._file = (image, data) if data is not None else None

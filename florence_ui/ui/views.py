@@ -7,6 +7,8 @@ hold, and a handler only has to change the session.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,6 +17,8 @@ import gradio as gr
 from florence_ui.core.fields import CLASS_NAME
 from florence_ui.core.review import ACCEPTED, PENDING, REJECTED
 from florence_ui.core.tasks import OutputKind, get_task
+from florence_ui.errors import InputError
+from florence_ui.model.explain import Explanation, explain
 from florence_ui.render.annotate import describe
 from florence_ui.render.teaching import bin_rows, explain_markdown, token_spans
 from florence_ui.ui.controller import Controller
@@ -85,10 +89,64 @@ def teaching_run(session: UISession) -> Any | None:
     return session.results[min(max(1, n), len(session.results)) - 1]
 
 
+def teaching_choices(session: UISession) -> list[tuple[str, int]]:
+    """The run picker's choices: ``Run n: task name``, valued 1-based."""
+    return [(f"Run {n + 1}: {get_task(r.task).name}", n + 1) for n, r in enumerate(session.results)]
+
+
+#: explanations kept (process-wide, least recently used out): each holds per-token attention grids and the eye
+EXPLANATIONS_KEPT = 8
+
+
+class ExplanationCache:
+    """Explanations by run: computed when the teaching view (or ``/teaching``) first asks, then reused.
+
+    Keyed by the result object itself (never by a number that a new run could
+    reuse) and bounded for the whole process, so memory does not grow with the
+    number of browser sessions. A normal run never computes one.
+    """
+
+    def __init__(self, size: int = EXPLANATIONS_KEPT) -> None:
+        self.size = size
+        self._items: OrderedDict[int, tuple[Any, Explanation]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, engine: Any, image: Any, result: Any) -> Explanation:
+        key = id(result)
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None and hit[0] is result:
+                self._items.move_to_end(key)
+                return hit[1]
+        made = explain(engine, image, result)
+        with self._lock:
+            self._items[key] = (result, made)
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return made
+
+    def peek(self, result: Any) -> Explanation | None:
+        """The explanation of ``result`` if one was made (never computes)."""
+        with self._lock:
+            hit = self._items.get(id(result))
+            return hit[1] if hit is not None and hit[0] is result else None
+
+
+EXPLANATIONS = ExplanationCache()
+
+
+def explanation_for(controller: Controller, session: UISession, result: Any) -> Explanation:
+    """The explanation of one of the session's runs (on the session's current image), cached."""
+    if session.image is None:
+        raise InputError("No image: the teaching view explains a run on the current image; run a task first.")
+    return EXPLANATIONS.get(controller.engine, session.image, result)
+
+
 def teaching_outputs(controller: Controller, session: UISession) -> tuple[Any, Any, Any, Any]:
     """Markdown, highlighted raw output, bins table and the run picker for the teaching tab."""
     result = teaching_run(session)
-    choices = [(f"Run {n + 1}: {get_task(r.task).name}", n + 1) for n, r in enumerate(session.results)]
+    choices = teaching_choices(session)
     picker = gr.update(choices=choices, value=(session.teach_run or len(choices)) if choices else None)
     if result is None:
         empty = "Run a task: the exact prompt, its token count, the raw output and the bins → pixels table show here."

@@ -154,7 +154,10 @@ def parse_label_set(text: str) -> list[tuple[str, list[str]]]:
 
 
 def build(state: gr.State, engine: Any, settings: Any, modes: gr.Tabs | None = None) -> SimpleNamespace:
-    """Lay the tab out (inside the caller's ``gr.Tab``) and wire it; returns its components."""
+    """Lay the tab out (inside the caller's ``gr.Tab``) and wire it; returns its components.
+
+    ``engine``: the engine, or a function returning the current one (the page's model picker swaps it).
+    """
     browser = gr.BrowserState(None, storage_key=BROWSER_KEY, secret=BROWSER_KEY)
     with gr.Row(equal_height=False):
         name = gr.Dropdown(workspace_names(), value=None, allow_custom_value=True, label="Workspace",
@@ -252,6 +255,10 @@ def _redraw(session: UISession, *, editor: bool = True, message: str | None = No
 
 
 def _wire(p: SimpleNamespace, state: gr.State, browser: gr.BrowserState, engine: Any, settings: Any) -> None:
+    def current_engine() -> Any:
+        """The engine now: read at each call, so a model switched on the page is the one used (and held)."""
+        return engine() if callable(engine) and not hasattr(engine, "run") else engine
+
     root_block = gr.context.get_blocks_context().root_block  # gradio records the launch host on it
     outputs = [state, p.editor, p.cards, p.queue_html, p.progress_md, p.status_md, p.class_filter, p.map_to,
                p.unmatched]  # fmt: skip
@@ -368,7 +375,7 @@ def _wire(p: SimpleNamespace, state: gr.State, browser: gr.BrowserState, engine:
         if spec.needs_text and not (prompt or "").strip():
             raise InputError(f"{spec.name} needs a text prompt, e.g. “{spec.text_hint}”.")
         progress(0.2, desc=f"Florence-2: {spec.name}…")
-        result = engine.run(ws.image_pil(st.image_id), spec.token, prompt if spec.needs_text else None,
+        result = current_engine().run(ws.image_pil(st.image_id), spec.token, prompt if spec.needs_text else None,
                             settings=settings)  # fmt: skip
         ids = ws.add_result(st.image_id, result, settings=settings)
         extra = f" Answer: {result.text}" if result.text and not ids else ""
@@ -387,7 +394,9 @@ def _wire(p: SimpleNamespace, state: gr.State, browser: gr.BrowserState, engine:
             def tick(done: int, total: int, what: str) -> None:
                 progress(done / max(total, 1), desc=f"Detecting the label set: {done} / {total} ({what})")
 
-            report = detect_label_set(ws, engine, ids, settings=settings, progress=tick, cap=limits.current().max_boxes)
+            report = detect_label_set(
+                ws, current_engine(), ids, settings=settings, progress=tick, cap=limits.current().max_boxes
+            )
             return report.summary(), True
 
         fn.__name__ = "ws_detect_all" if every else "ws_detect"
@@ -400,7 +409,9 @@ def _wire(p: SimpleNamespace, state: gr.State, browser: gr.BrowserState, engine:
             raise WorkspaceError("Select a region first (click its card or box, or press J).")
         region = ws.region(st.selected)
         progress(0.3, desc="Florence-2: naming the region…")
-        result = engine.run(ws.image_pil(region.image_id), NAME_TASK, None, [list(region.xyxy)], settings=settings)
+        result = current_engine().run(
+            ws.image_pil(region.image_id), NAME_TASK, None, [list(region.xyxy)], settings=settings
+        )
         rows = result.regions()
         answer = " ".join(str(rows[0]["label"] if rows else result.text or "").split())
         if not answer:
@@ -471,7 +482,7 @@ def _wire(p: SimpleNamespace, state: gr.State, browser: gr.BrowserState, engine:
         if not file:
             return "", False
         progress(0.2, desc="Importing the results (re-parsing the answers, no model run)…")
-        report = ws.import_results(file, parser=engine)
+        report = ws.import_results(file, parser=current_engine())
         if st.image_id is None:
             st.image_id = view.last_worked_on(ws)
         skipped = f" Skipped: {'; '.join(report.skipped[:5])}" if report.skipped else ""

@@ -15,6 +15,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import pytest
 from launched_app import launch_app
 
 import app as app_py
@@ -91,3 +92,40 @@ def test_serve_in_process_leaves_servers_it_did_not_start_running(labelstudio_se
     assert labelstudio_server.running
     assert cli.main(["serve", "--model", "base", "--num-beams", "99", "--no-labelstudio"]) == 2
     assert labelstudio_server.running
+
+
+# ---- --mcp: the Florence-2 tasks as MCP tools (issue 18; the tools themselves: tests/e2e/test_e2e_mcp.py) --------
+def test_mcp_is_asked_by_the_flag_or_a_variable():
+    flag, none = serve.parse_args(["--mcp"]), serve.parse_args([])
+    assert serve.mcp_wanted(flag, {}) and not serve.mcp_wanted(none, {})
+    assert serve.mcp_wanted(none, {"FLORENCE_UI_MCP": "1"}) and serve.mcp_wanted(none, {"FLORENCE_UI_MCP": " Yes "})
+    assert not serve.mcp_wanted(none, {"FLORENCE_UI_MCP": "0"})
+    # gradio's own switch would list every public endpoint as a tool: it means --mcp here
+    assert serve.mcp_wanted(none, {"GRADIO_MCP_SERVER": "True"})
+    with pytest.raises(ValueError, match="FLORENCE_UI_MCP='maybe'"):
+        serve.mcp_wanted(none, {"FLORENCE_UI_MCP": "maybe"})
+
+
+def test_a_bad_mcp_variable_or_a_missing_mcp_package_stops_the_start(capsys, monkeypatch):
+    monkeypatch.setenv("FLORENCE_UI_MCP", "maybe")
+    assert cli.main(["serve", "--model", "base", "--no-labelstudio"]) == 2
+    assert "FLORENCE_UI_MCP" in capsys.readouterr().err
+    monkeypatch.delenv("FLORENCE_UI_MCP")
+    monkeypatch.setitem(sys.modules, "mcp", None)  # import mcp → ImportError, as without gradio[mcp]
+    assert serve.main(["--mcp", "--model", "base", "--no-labelstudio"]) == 2
+    assert "pip install 'gradio[mcp]'" in capsys.readouterr().err
+
+
+def test_console_script_serve_with_the_mcp_variable_serves_mcp(tiny_checkpoint, tmp_path):
+    """``FLORENCE_UI_MCP=1 florence-ui serve`` (how a Space turns it on): the MCP endpoint answers, the URL is printed."""
+    app = launch_app(tiny_checkpoint, tmp_path, {"FLORENCE_UI_MCP": "1"}, program=[str(CONSOLE_SCRIPT), "serve"])
+    try:
+        mcp = app.url.rstrip("/") + "/gradio_api/mcp/"
+        with urllib.request.urlopen(mcp, timeout=20) as response:  # a browser's GET gets gradio's landing page
+            assert response.status == 200
+        assert f"MCP server: {mcp}" in app.log()
+        os.kill(app.process.pid, signal.SIGTERM)
+        assert app.process.wait(30) == 128 + signal.SIGTERM, app.log()
+        assert "Traceback" not in app.log()
+    finally:
+        app.stop()

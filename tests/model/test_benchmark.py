@@ -25,7 +25,9 @@ KEYS = {
     "reference_cold_s", "engine_cold_s", "engine_cached_s", "engine_batch4_s", "sequential4_s", "vision_s",
     "vision_gflop", "vision_gflops_per_s", "matmul_peak_gflops", "long_output_s", "decode_ms_per_token",
     "app_e2e_s", "app_engine_s", "peak_rss_mb", "dtype", "threads", "cpu_flags", "system", "settings",
-    "targets_met", "engine_reference_token_agreement", "samples_s",
+    "targets_met", "engine_reference_token_agreement", "samples_s", "reference_decode_ms_per_token",
+    "decode_over_reference_per_token", "first_token_s", "tiled_s", "sequential_tiles_s", "tiled_over_sequential_tiles",
+    "decode_weight_mb", "memory_read_gb_per_s", "decode_floor_ms_per_token",
 }  # fmt: skip
 
 
@@ -54,7 +56,9 @@ def test_harness_writes_json_markdown_and_plot(harness, tiny_checkpoint, tmp_pat
 
     assert set(fig["targets_met"]) == set(TARGETS) == {k for k in KEYS if k.endswith(("_over_cold", "_over_sequential4",
                                                                                      "_over_reference", "_efficiency",
-                                                                                     "_ratio"))}  # fmt: skip
+                                                                                     "_ratio", "_per_token"))
+                                                       and "_ms_" not in k}  # fmt: skip
+    assert fig["first_token_s"] > 0 and fig["tiles"] >= 2 and fig["tiled_over_sequential_tiles"] > 0
     # the engine answers exactly what the model-card recipe answers (fp32, same beams, same length)
     assert fig["engine_reference_token_agreement"] == 1.0
     assert all(len(v) == 1 for v in fig["samples_s"].values())

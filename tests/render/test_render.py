@@ -235,3 +235,92 @@ def test_accepted_only_shows_the_accepted_boxes_own_number(engine, golden):
     assert label_text(marks[0]).startswith("✓ #3 ")
     assert marks[0].prompt_box == tuple(THREE_BOXES[2]) and inside(marks[0], THREE_BOXES[2])
     assert marks[1].prompt_box is None and not label_text(marks[1]).startswith("✓ #")
+
+
+def _label_rects(marks: list[Mark], size: tuple[int, int]) -> np.ndarray:
+    """The label rectangles :func:`draw` uses for ``marks`` on a picture of ``size`` (no upscaling)."""
+    style = Style.for_size(size)
+    texts = [label_text(m) for m in marks]
+    sizes = render.label_sizes(texts, font_for(texts), style.font_size, style.padding)
+    return render.place_labels(np.array([m.xyxy for m in marks], dtype=np.float32), sizes, size)
+
+
+def _assert_placed_well(rects: np.ndarray, size: tuple[int, int]) -> None:
+    width, height = size
+    assert (rects[:, :2] >= 0).all() and (rects[:, 2] <= width).all() and (rects[:, 3] <= height).all()
+    for i in range(len(rects)):
+        for j in range(i + 1, len(rects)):
+            a, b = rects[i], rects[j]
+            apart = a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
+            assert apart, f"labels {i} and {j} overlap: {a} {b}"
+
+
+@pytest.mark.parametrize(("task", "image"), [("<DENSE_REGION_CAPTION>", "beetle"), ("<OD>", "beetle"),
+                                             ("<REGION_PROPOSAL>", "australia"), ("<OCR_WITH_REGION>", "book_cover")])  # fmt: skip
+def test_labels_stay_inside_the_picture_and_apart_on_golden_answers(engine, golden, task, image):
+    """Issue 18: labels collided ("#1 car" over "#1 turquoise…") or were cut at the top edge."""
+    result, v = parsed(engine, golden, task, image)
+    marks = marks_from_result(result)
+    assert len(marks) >= 2
+    size = tuple(v["image_size"])
+    factor = upscale_factor(size)
+    scaled = [Mark(tuple(c * factor for c in m.xyxy), label_text(m)) for m in marks]
+    _assert_placed_well(
+        _label_rects(scaled, (size[0] * factor, size[1] * factor)), (size[0] * factor, size[1] * factor)
+    )
+
+
+def test_crowded_labels_at_the_top_edge_and_on_the_same_box_do_not_collide():
+    size = (640, 200)  # a short picture: the top edge is where labels above their boxes used to be cut
+    marks = [Mark((10.0 * i, 0.0, 10.0 * i + 60, 40.0), f"#{i + 1} turquoise Volkswagen Beetle") for i in range(12)]
+    marks += [Mark((0.0, 0.0, 640.0, 200.0), "car"), Mark((0.0, 0.0, 640.0, 200.0), "#1 car")]
+    _assert_placed_well(_label_rects(marks, size), size)
+
+
+def test_draw_puts_each_label_where_place_labels_says(monkeypatch):
+    """draw() uses the placement (the label's pixels sit inside the rectangle, nothing outside the picture)."""
+    image = Image.new("RGB", (640, 200), (128, 128, 128))
+    seen = {}
+    real = render.place_labels
+
+    def spy(boxes, sizes, frame):
+        seen["rects"] = real(boxes, sizes, frame)
+        return seen["rects"]
+
+    monkeypatch.setattr(render, "place_labels", spy)
+    out = np.asarray(draw(image, [Mark((100.0, 0.0, 300.0, 100.0), "car", class_id=0)])).astype(int)
+    x1, y1, x2, y2 = (int(v) for v in seen["rects"][0])
+    assert y1 >= 0  # the box touches the top edge: its label moved inside, not cut
+    label_colour = PALETTE.by_idx(0).as_rgb()
+    assert tuple(out[y1 + 1, x1 + 1]) == label_colour
+
+
+def test_save_png_is_lossless_and_one_file_per_picture(tmp_path):
+    picture = canvas((320, 200))
+    first = render.save_png(picture, tmp_path)
+    assert render.save_png(picture, tmp_path) == first
+    assert np.array_equal(np.asarray(Image.open(first).convert("RGB")), np.asarray(picture))
+    assert Image.open(first).format == "PNG"
+
+
+def test_outline_vs_mask_puts_florence_beside_sam_only_for_refined_runs():
+    import supervision as sv
+
+    from florence_ui.core.fields import POLYGONS
+    from florence_ui.core.result import FlorenceResult
+    from florence_ui.render.teaching import outline_vs_mask
+
+    image = Image.new("RGB", (80, 60), "gray")
+    det = sv.Detections(xyxy=np.array([[10, 10, 40, 40], [45, 5, 75, 55]], dtype=np.float32))
+    det.data[POLYGONS] = np.array([[np.array([10, 10, 40, 10, 25, 40], dtype=np.float32)], []], dtype=object)
+    result = FlorenceResult("<OD>", det, None, "", (80, 60), None, None)
+    assert outline_vs_mask(image, result) is None  # not refined: nothing to compare
+    mask = np.zeros((2, 60, 80), dtype=bool)
+    mask[0, 12:38, 12:38] = True
+    mask[1, 6:50, 50:70] = True
+    result.detections.mask = mask
+    picture = outline_vs_mask(image, result)
+    assert picture is not None and picture.size[0] > 2 * 80 and picture.size[1] > 60  # two panels and their titles
+    left = np.asarray(picture)[28 + 30, 25]  # inside Florence-2's triangle, left panel
+    right = np.asarray(picture)[28 + 25, 80 + 4 + 25]  # inside SAM's mask, right panel
+    assert tuple(left) != (128, 128, 128) and tuple(right) != (128, 128, 128)  # both coloured over the gray picture

@@ -85,6 +85,7 @@ class _ZeroGPU:
 
 
 def test_zerogpu_wrapper_uses_spaces_gpu_when_present(monkeypatch, engine):
+    from florence_ui import GenerationSettings
     from florence_ui.model import zerogpu
 
     platform = _ZeroGPU()
@@ -92,15 +93,19 @@ def test_zerogpu_wrapper_uses_spaces_gpu_when_present(monkeypatch, engine):
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
     monkeypatch.delenv("FLORENCE_MODEL", raising=False)
     assert zerogpu.on_zerogpu() and zerogpu.default_model() == "large"
-    original = engine.run
+    original, original_texts = engine.run, engine.run_texts
     try:
         zerogpu.wrap_engine(engine, duration=30)
         from PIL import Image
 
         engine.run(Image.new("RGB", (32, 32)), "<CAPTION>", max_new_tokens=3, num_beams=1)
         assert platform.slots == [30]
+        # one text per class in one call (detect the label set, the MCP detect_classes tool): a slot too
+        engine.run_texts(Image.new("RGB", (32, 32)), "<OPEN_VOCABULARY_DETECTION>", ["car", "dog"],
+                         settings=GenerationSettings(3, 1))  # fmt: skip
+        assert platform.slots == [30, 30]
     finally:
-        engine.run = original
+        engine.run, engine.run_texts = original, original_texts
 
 
 def test_zerogpu_slots_grow_with_the_work_and_stay_within_bounds(monkeypatch):
@@ -115,6 +120,11 @@ def test_zerogpu_slots_grow_with_the_work_and_stay_within_bounds(monkeypatch):
     assert zerogpu.MIN_SLOT_S <= short < long <= boxes <= zerogpu.MAX_SLOT_S
     monkeypatch.setenv("FLORENCE_UI_ZEROGPU_MAX_S", "45")
     assert zerogpu.slot_seconds(None, "<REGION_TO_CATEGORY>", None, [[0, 0, 5, 5]] * 64) == 45
+    monkeypatch.delenv("FLORENCE_UI_ZEROGPU_MAX_S")
+    one = zerogpu.texts_slot_seconds(None, "<OPEN_VOCABULARY_DETECTION>", ["car"], settings=GenerationSettings(1024, 3))
+    many = zerogpu.texts_slot_seconds(None, "<OPEN_VOCABULARY_DETECTION>", ["car"] * 64,
+                                      settings=GenerationSettings(1024, 3))  # fmt: skip
+    assert zerogpu.MIN_SLOT_S <= one < many <= zerogpu.MAX_SLOT_S  # one row per text, like boxes
 
 
 def test_a_long_answer_on_zerogpu_is_cut_at_the_time_limit_not_killed_by_the_platform(monkeypatch, engine):
@@ -127,7 +137,8 @@ def test_a_long_answer_on_zerogpu_is_cut_at_the_time_limit_not_killed_by_the_pla
     monkeypatch.setitem(sys.modules, "spaces", platform)
     monkeypatch.setenv("FLORENCE_UI_REQUEST_TIMEOUT", "180")
     monkeypatch.setattr(zerogpu, "SLOT_MARGIN_S", 2)  # a 3 s slot: generation must stop after 1 s
-    original, min_new = engine.run, engine.model.generation_config.min_new_tokens
+    original, original_texts = engine.run, engine.run_texts
+    min_new = engine.model.generation_config.min_new_tokens
     engine.model.generation_config.min_new_tokens = 1024  # the tiny model would stop early otherwise
     try:
         zerogpu.wrap_engine(engine, duration=3)
@@ -135,7 +146,8 @@ def test_a_long_answer_on_zerogpu_is_cut_at_the_time_limit_not_killed_by_the_pla
         result = engine.run(Image.new("RGB", (64, 64)), "<REGION_TO_CATEGORY>", None, boxes, max_new_tokens=1024,
                             num_beams=8, use_cache=False)  # fmt: skip
     finally:
-        engine.run, engine.model.generation_config.min_new_tokens = original, min_new
+        engine.run, engine.run_texts = original, original_texts
+        engine.model.generation_config.min_new_tokens = min_new
     assert platform.slots == [3] and not platform.overran
     assert result.truncated and any("time limit" in note and "slot" in note for note in result.notes)
     assert result.timings["generate_s"] < 3

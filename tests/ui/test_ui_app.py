@@ -29,7 +29,8 @@ def endpoints(demo: gr.Blocks) -> dict[str, str]:
 def test_page_has_the_tabs_and_documented_endpoints(engine, monkeypatch):
     monkeypatch.setitem(sys.modules, "florence_ui.ui.labelstudio_tab", None)  # not built yet → placeholder
     demo = build_app(engine, settings=GenerationSettings(16, 1))
-    assert tab_labels(demo) == ["Prompt & review one image", "Review", "Teaching view", "Results JSON",
+    # the teaching view and the JSON sit beside the result picture (issue 18); review and export below
+    assert tab_labels(demo) == ["Prompt & review one image", "Answer", "Teaching view", "Results JSON", "Review",
                                 "Label Studio & export", "Workspace: review a dataset"]  # fmt: skip
     names = endpoints(demo)
     documented = ("run_task", "caption_and_ground", "review", "review_update", "review_relabel",
@@ -38,10 +39,53 @@ def test_page_has_the_tabs_and_documented_endpoints(engine, monkeypatch):
         assert names[name] == "public", name
     # the page's own events are callable but kept out of the API docs
     assert {v for k, v in names.items() if k not in documented} <= {"undocumented", "private"}
-    header = next(b for b in demo.blocks.values() if isinstance(b, gr.Markdown) and b.elem_id == "header")
-    assert engine.model_id in header.value and "cpu" in header.value and "float32" in header.value
+    by_id = {getattr(b, "elem_id", None): b for b in demo.blocks.values()}
+    assert "Pick an example" in by_id["header"].value  # the one-line guide; the model's details on the info line
+    info = by_id["model-info"].value
+    assert engine.model_id in info and "cpu" in info and "float32" in info
+    # the teaching components live in the marked container beside the result picture
+    assert {"teach-md", "teach-tokens", "teach-bins", "teach-run", "grid-toggle"} <= teach_beside_ids(demo)
     states = [b for b in demo.blocks.values() if isinstance(b, gr.State) and not isinstance(b, gr.BrowserState)]
     assert len(states) == 1
+
+
+def teach_beside_ids(demo: gr.Blocks) -> set[str]:
+    container = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "teach-beside")
+    found, todo = set(), list(container.children)
+    while todo:
+        block = todo.pop()
+        found.add(getattr(block, "elem_id", None))
+        todo.extend(getattr(block, "children", []))
+    return found
+
+
+def slider(demo: gr.Blocks, elem_id: str) -> float:
+    return next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == elem_id).value
+
+
+def test_cpu_pages_start_greedy_and_short_and_the_api_keeps_the_server_defaults(engine, monkeypatch):
+    """Rule (issue 18): on CPU the page's sliders start at 1 beam and at most CPU_PAGE_MAX_NEW_TOKENS; API calls
+    keep the server's defaults; FLORENCE_UI_CPU_PAGE_DEFAULTS=0 gives the page the server's defaults too."""
+    from florence_ui.ui.controller import CPU_PAGE_MAX_NEW_TOKENS
+
+    assert engine.device == "cpu"
+    server = GenerationSettings(1024, 3)
+    demo = build_app(engine, settings=server)
+    assert slider(demo, "beams") == 1 and slider(demo, "max-new-tokens") <= CPU_PAGE_MAX_NEW_TOKENS
+    api_defaults = [b.value for b in demo.blocks.values() if getattr(b, "label", None) in ("num_beams",
+                                                                                            "max_new_tokens")]  # fmt: skip
+    assert sorted(api_defaults) == sorted([server.num_beams, server.max_new_tokens])
+    monkeypatch.setenv("FLORENCE_UI_CPU_PAGE_DEFAULTS", "0")
+    demo = build_app(engine, settings=server)
+    assert (slider(demo, "beams"), slider(demo, "max-new-tokens")) == (server.num_beams, server.max_new_tokens)
+
+
+def test_the_model_picker_shows_only_when_the_operator_lists_models(engine, monkeypatch):
+    monkeypatch.delenv("FLORENCE_UI_MODEL_CHOICES", raising=False)
+    assert "model-picker" not in {getattr(b, "elem_id", None) for b in build_app(engine).blocks.values()}
+    monkeypatch.setenv("FLORENCE_UI_MODEL_CHOICES", f"{engine.model_id}, large ,large")
+    picker = next(b for b in build_app(engine).blocks.values() if getattr(b, "elem_id", None) == "model-picker")
+    assert [c[1] for c in picker.choices] == [engine.model_id, "large"] and picker.value == engine.model_id
 
 
 def test_label_studio_tab_gets_the_session_state(engine, monkeypatch):

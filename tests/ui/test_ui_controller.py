@@ -267,3 +267,168 @@ def test_region_numbers_follow_their_box_in_every_view(controller):
     tasks = {row[1]: row[3] for row in review_rows(session)}
     assert [tasks[i] for i in (first, second, third)] == [f"Region to segmentation · box #{n}" for n in (1, 2, 3)]
     assert [m.number for m in controller.result_marks(session)] == [3]
+
+
+# ---- issue 18: progress steps, the per-token door, the page's CPU defaults, the model picker --------------------
+def test_progress_moves_in_order_and_a_token_callback_feeds_it(controller):
+    from florence_ui.ui.controller import GENERATE_FROM, GENERATE_TO, accepts_on_token, token_progress
+
+    session = UISession()
+    controller.set_input(session, {"image": str(ROCKET), "boxes": []})
+    seen: list[tuple[float, str]] = []
+    controller.run(session, "<OD>", progress=lambda f, d: seen.append((f, d)))
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and len(set(fractions)) >= 3  # prepare → vision + generate → draw
+    if accepts_on_token(controller.engine.run):  # the engine reports its tokens: the bar moves with them
+        assert any(d.endswith("tokens") and GENERATE_FROM <= f <= GENERATE_TO for f, d in seen), seen
+
+    steps: list[tuple[float, str]] = []
+    on_token = token_progress(lambda f, d: steps.append((f, d)), "generating")
+    for n in (0, 8, 16):
+        on_token(n, 16)
+    assert [f for f, _ in steps] == [GENERATE_FROM, (GENERATE_FROM + GENERATE_TO) / 2, GENERATE_TO]
+    assert steps[-1][1].endswith("16/16 tokens")
+    assert not accepts_on_token(lambda image, task: None)
+    assert accepts_on_token(lambda image, task, on_token=None: None)
+
+
+def test_page_settings_rule():
+    from types import SimpleNamespace
+
+    from florence_ui.ui.controller import CPU_PAGE_MAX_NEW_TOKENS, page_settings
+
+    server = GenerationSettings(1024, 3)
+    cpu, gpu = SimpleNamespace(device="cpu"), SimpleNamespace(device="cuda")
+    on_cpu = page_settings(cpu, server, {})
+    assert on_cpu.num_beams == 1 and on_cpu.max_new_tokens == min(1024, CPU_PAGE_MAX_NEW_TOKENS)
+    assert page_settings(cpu, GenerationSettings(16, 3), {}).max_new_tokens == 16  # never longer than asked
+    assert page_settings(gpu, server, {}) == server
+    assert page_settings(cpu, server, {"FLORENCE_UI_CPU_PAGE_DEFAULTS": "0"}) == server
+
+
+class _Loaded:
+    def __init__(self, model_id: str, device: str = "cpu") -> None:
+        self.model_id, self.device, self.dtype_name = model_id, device, "float32"
+
+    def describe(self) -> str:
+        return f"{self.model_id} · {self.device}"
+
+
+def test_swap_engine_releases_the_old_model_before_loading_and_restores_it_on_failure():
+    import gc
+    import weakref
+
+    from florence_ui.ui.model_picker import model_choices, swap_engine
+
+    assert model_choices({"FLORENCE_UI_MODEL_CHOICES": " base, large,base ,"}) == ["base", "large"]
+    controller = Controller.__new__(Controller)
+    controller.engine = _Loaded("florence-community/Florence-2-base")
+    gone = weakref.ref(controller.engine)
+    loads: list[tuple[str, bool]] = []
+
+    def load(name, *, device, dtype):
+        gc.collect()
+        loads.append((name, gone() is None))  # was the previous model already released?
+        if name == "broken":
+            raise RuntimeError("no such checkpoint")
+        return _Loaded(name if "/" in name else f"florence-community/Florence-2-{name}", device)
+
+    swap_engine(controller, "large", ["base", "large", "broken"], load=load)
+    assert controller.engine.model_id == "florence-community/Florence-2-large" and loads == [("large", True)]
+    with pytest.raises(RuntimeError):
+        swap_engine(controller, "broken", ["base", "large", "broken"], load=load)
+    assert controller.engine.model_id == "florence-community/Florence-2-large"  # the previous one is back
+    with pytest.raises(InputError, match="FLORENCE_UI_MODEL_CHOICES"):
+        swap_engine(controller, "huge", ["base", "large"], load=load)
+
+
+# ---- streaming and tiling through the page's controller (the tiny random model: plumbing, not meaning) -------------
+def test_run_steps_streams_the_answer_and_returns_what_run_returns(engine):
+    """The page's Run: tokens arrive as events (steps only move forward), the result comes last and is run()'s."""
+    controller = Controller(engine, GenerationSettings(12, 1))
+    engine.model.generation_config.min_new_tokens = 12  # the random model would otherwise stop at once
+    try:
+        session = session_with(controller)
+        steps = controller.run_steps(session, "<CAPTION>")
+        events = []
+        while True:
+            try:
+                events.append(next(steps))
+            except StopIteration as done:
+                streamed = done.value
+                break
+        plain = controller.run(session_with(controller), "<CAPTION>")
+    finally:
+        engine.model.generation_config.min_new_tokens = None
+    assert events, "no token reached the page before the result"
+    assert [e.step for e in events] == sorted(e.step for e in events) and events[-1].step <= 12
+    assert not any(e.done for e in events)
+    assert streamed.raw == plain.raw and streamed.text == plain.text
+    assert session.results == [streamed] and session.review.runs == 1  # filed in the review like run()
+
+
+def test_tiled_mode_is_for_the_tasks_that_tile_only(engine):
+    from florence_ui.core.tasks import TASKS
+    from florence_ui.ui.controller import tileable
+
+    controller = Controller(engine, GenerationSettings(8, 1))
+    assert tileable() == [t.name for t in TASKS if t.tileable] and tileable()
+    with pytest.raises(InputError, match="does not tile"):
+        controller.run(session_with(controller), "<CAPTION>", tile=True)
+    tiled = next(t for t in TASKS if t.tileable and not t.needs_text)
+    result = controller.run(session_with(controller), tiled.token, tile=True)
+    assert isinstance(result.raw, list) and len(result.raw) >= 2  # the whole-image answer and one per tile
+
+
+def test_refine_without_sam_is_refused_with_the_fix(engine):
+    controller = Controller(engine, GenerationSettings(8, 1))
+    with pytest.raises(InputError, match="--sam"):
+        controller.run(session_with(controller), "<OD>", refine=True)
+
+
+# ---- SAM in the page: refine and one click = one labelled object (tiny random SAM: plumbing only) ---------------
+@pytest.fixture(scope="module")
+def sam_controller(tiny_checkpoint, tiny_sam_checkpoint) -> Controller:
+    from florence_ui import FlorenceEngine
+
+    engine = FlorenceEngine.from_pretrained(str(tiny_checkpoint), device="cpu", sam=str(tiny_sam_checkpoint))
+    return Controller(engine, GenerationSettings(6, 1))
+
+
+def test_clicks_on_the_result_picture_become_labelled_segmented_regions(sam_controller):
+    from florence_ui.render.annotate import upscale_factor
+
+    session = session_with(sam_controller)
+    factor = upscale_factor(session.image.size)
+    assert "Click an object" in Controller.click_hint(session)
+    with pytest.raises(InputError, match="click the object itself first"):
+        sam_controller.add_click(session, 10 * factor, 10 * factor, negative=True)
+    sam_controller.add_click(session, 100 * factor, 120 * factor)
+    sam_controller.add_click(session, 104 * factor, 122 * factor, negative=True)
+    sam_controller.add_click(session, 300 * factor, 200 * factor)
+    assert session.clicks == [(100.0, 120.0, 1), (104.0, 122.0, 0), (300.0, 200.0, 1)]  # image pixels, not picture's
+    assert Controller.click_hint(session).startswith("2 objects and 1 negative click")
+    with pytest.raises(InputError, match="outside"):
+        sam_controller.add_click(session, 10**6, 10)
+    drawn = sam_controller.result_image(session)
+    assert drawn is not None  # the clicks are marked on the picture
+    result = sam_controller.segment_clicks(session)
+    assert session.clicks == [] and session.results[-1] is result
+    assert result.detections.mask is not None and len(result.detections) <= 2
+    assert len(session.review.items) == len(result.detections)  # one review row per object
+
+
+def test_refine_in_the_page_adds_masks_and_keeps_the_answer(sam_controller):
+    session = session_with(sam_controller, boxes=[(10, 10, 200, 200), (150, 100, 400, 300)])
+    result = sam_controller.run(session, "<REGION_TO_CATEGORY>", refine=True)
+    assert result.detections.mask is not None and result.detections.mask.shape[0] == len(result.detections)
+    assert sam_controller.result_image(session) is not None
+
+
+def test_segment_clicks_without_sam_or_clicks_is_refused(controller, sam_controller):
+    session = session_with(sam_controller)
+    with pytest.raises(InputError, match="No clicks"):
+        sam_controller.segment_clicks(session)
+    session.clicks = [(5.0, 5.0, 1)]
+    with pytest.raises(InputError, match="--sam"):
+        controller.segment_clicks(session)
