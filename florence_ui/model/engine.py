@@ -475,19 +475,12 @@ class FlorenceEngine:
         progress bar); the answer may end before ``done`` reaches the maximum.
         """
         started = time.perf_counter()
-        if tile:
-            spec = get_task(task)
-            self._require_model()
-            if not isinstance(image, Image.Image):
-                raise InputError("The image must be a PIL image.")
-            settings = self.settings_for(settings, max_new_tokens, num_beams)
-            image = image.convert("RGB") if image.mode != "RGB" else image
-            if refine:
-                self.require_sam()
-            result = run_tiled(self, image, spec.token, text, settings=settings, time_limit=time_limit, **tile_options)
-            return self.refine(result, image) if refine else result
         if refine:
             self.require_sam()  # before the model runs: a missing SAM is an input error, not a wasted answer
+        if tile:
+            image, tiled = self._tiled(image, task, text, settings, max_new_tokens, num_beams, time_limit, tile_options)
+            result = tiled()
+            return self.refine(result, image) if refine else result
         request = self.prepare(
             image, task, text, boxes, settings=settings, max_new_tokens=max_new_tokens, num_beams=num_beams
         )
@@ -566,18 +559,36 @@ class FlorenceEngine:
         at the call, not mid-stream); see :func:`florence_ui.model.streaming.stream`.
         """
         if tile:
-            spec = get_task(task)
-            self._require_model()
-            if not isinstance(image, Image.Image):
-                raise InputError("The image must be a PIL image.")
-            settings = self.settings_for(settings, max_new_tokens, num_beams)
-            image = image.convert("RGB") if image.mode != "RGB" else image
-            return stream_tiled(lambda: run_tiled(self, image, spec.token, text, settings=settings,
-                                                  time_limit=time_limit, **tile_options))  # fmt: skip
+            _, tiled = self._tiled(image, task, text, settings, max_new_tokens, num_beams, time_limit, tile_options)
+            return stream_tiled(tiled)
         request = self.prepare(
             image, task, text, boxes, settings=settings, max_new_tokens=max_new_tokens, num_beams=num_beams
         )
         return stream_request(self, request, use_cache=use_cache, time_limit=time_limit)
+
+    def _tiled(
+        self,
+        image: Image.Image,
+        task: str,
+        text: str | None,
+        settings: GenerationSettings | None,
+        max_new_tokens: int | None,
+        num_beams: int | None,
+        time_limit: float | None,
+        tile_options: dict[str, Any],
+    ) -> tuple[Image.Image, Callable[[], FlorenceResult]]:
+        """A tiled request checked now (run and stream fail before any work), as the RGB image and the call to make."""
+        spec = get_task(task)
+        self._require_model()
+        if not isinstance(image, Image.Image):
+            raise InputError("The image must be a PIL image.")
+        settings = self.settings_for(settings, max_new_tokens, num_beams)
+        image = image.convert("RGB") if image.mode != "RGB" else image
+
+        def call() -> FlorenceResult:
+            return run_tiled(self, image, spec.token, text, settings=settings, time_limit=time_limit, **tile_options)
+
+        return image, call
 
     def run_texts(
         self,

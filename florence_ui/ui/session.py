@@ -46,6 +46,8 @@ class UISession:
     teach_run: int | None = None
     #: the status line of the latest run (timings, warnings), kept to redraw the page
     status: str = ""
+    #: (image, runs, picked run) the teaching panel last refreshed for: it skips redraws that change none of them
+    teach_shown: tuple[str | None, int, int | None] | None = None
     #: SAM click prompts on the current image, ``(x, y, label)`` in image pixels (1 positive, 0 negative)
     clicks: list[tuple[float, float, int]] = field(default_factory=list)
     #: what this browser has open in the Workspace tab (plain data; the workspace itself is on disk)

@@ -261,6 +261,12 @@ def _wire(p: TeachingPanel, state: gr.State, controller: Controller, picture: gr
         # after every run (and any redraw of the picture): the cheap parts at once, the explanation only when
         # "Explain every run" is ticked, then in the model's queue slot
         def cheap(session: UISession, index: Any):
+            # the picture is redrawn for every review click, grid toggle and streamed step; the panel explains
+            # runs, so it refreshes only when the runs it can show changed (and keeps the token a person picked)
+            shown = (session.review.image_key, len(session.results), session.teach_run)
+            if session.teach_shown == shown:
+                return tuple(gr.skip() for _ in outputs)
+            session.teach_shown = shown
             return p.refresh(session, index, False)
 
         def auto_explain(session: UISession, index: Any, auto_on: bool):
